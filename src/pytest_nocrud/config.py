@@ -1,0 +1,227 @@
+"""Settings, resolved once per process: command line > environment > ini > detected default.
+
+Everything a user can set is declared in ``OPTIONS`` (one row per setting) so the command-line flag, the
+environment variable and the ini key of a setting can never drift apart, and invalid values fail early
+with a ``pytest.UsageError`` that names where the value came from and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+APP_SCOPES = ("worker", "test")
+CLONE_STRATEGIES = ("auto", "file_copy", "wal_log")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting and the three places it can come from."""
+
+    name: str  # the ini key, e.g. "nocrud_dsn"
+    help: str
+    flag: str | None = None  # command-line flag, e.g. "--nocrud-dsn"
+    env: str | None = None  # environment variable
+    ini: bool = True
+    kind: str = "string"  # "string" | "linelist" | "bool" (flags only)
+    default: Any = None
+
+    @property
+    def dest(self) -> str:
+        return self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("nocrud_dsn", "Admin DSN of an existing PostgreSQL server; unset: embedded server.",
+           flag="--nocrud-dsn", env="NOCRUD_DSN"),
+    Option("nocrud_data_dir", "Where the embedded server keeps its cluster (kept between runs).",
+           flag="--nocrud-data-dir", env="NOCRUD_DATA_DIR"),
+    Option("nocrud_pg_bindir", "Directory with the PostgreSQL server binaries (initdb, postgres).",
+           flag="--nocrud-pg-bindir", env="NOCRUD_PG_BINDIR"),
+    Option("nocrud_serial", "Provision nothing; run flows one at a time against NOCRUD_APP_URL.",
+           flag="--nocrud-serial", ini=False, kind="bool", default=False),
+    Option("nocrud_rebuild", "Discard the template database and build it again.",
+           flag="--nocrud-rebuild", ini=False, kind="bool", default=False),
+    Option("nocrud_keep_failed", "Keep a failed test's database and print its DSN.",
+           flag="--nocrud-keep-failed", ini=False, kind="bool", default=False),
+    Option("nocrud_html", "Write an HTML request timeline to PATH.", flag="--nocrud-html", ini=False),
+    Option("nocrud_builder", "How the template is built: django | sql:<dir> | command:<cmd> | "
+           "python:<module>:<function>."),
+    Option("nocrud_template_inputs", "Glob lines whose files feed the template key.", kind="linelist"),
+    Option("nocrud_fixtures", "Fixture files loaded into the template.", kind="linelist"),
+    Option("nocrud_app_command", "Shell command that starts the app ({port}, {host}, {python})."),
+    Option("nocrud_app_ready_path", "HTTP path polled until the app answers.", default="/"),
+    Option("nocrud_app_env", "NAME=value lines added to the app's environment.", kind="linelist"),
+    Option("nocrud_app_scope", "worker (default): one app per worker; test: restart per test.",
+           default="worker"),
+    Option("nocrud_app_start_timeout", "Seconds to wait for the app to answer.", default="30"),
+    Option("nocrud_pool_size", "Ready clones kept per worker.", default="2"),
+    Option("nocrud_clone_strategy", "CREATE DATABASE strategy: auto | file_copy | wal_log.",
+           default="auto"),
+    Option("nocrud_serial_reset", "Serial mode: shell command run before each flow."),
+)  # fmt: skip
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nocrud", "pytest-nocrud: fresh database per test, live app")
+    for option in OPTIONS:
+        if option.flag:
+            if option.kind == "bool":
+                group.addoption(option.flag, action="store_true", dest=option.dest, help=option.help)
+            else:
+                group.addoption(option.flag, dest=option.dest, default=None, metavar="VALUE",
+                                help=option.help + (f" [env {option.env}]" if option.env else ""))
+        if option.ini and option.kind == "linelist":
+            parser.addini(option.name, option.help, type="linelist", default=[])
+        elif option.ini:
+            parser.addini(option.name, option.help, type="string", default="")
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    """A raw setting and where it came from (for error messages)."""
+
+    raw: Any
+    source: str
+
+
+def _lookup(config: pytest.Config, option: Option, environ: Mapping[str, str]) -> Value:
+    if option.flag:
+        cli = config.getoption(option.dest, default=None)
+        if cli not in (None, False):
+            return Value(cli, option.flag)
+    if option.env and environ.get(option.env):
+        return Value(environ[option.env], f"environment variable {option.env}")
+    if option.ini:
+        ini = config.getini(option.name)
+        if ini not in ("", [], None):
+            return Value(ini, f"ini option {option.name}")
+    return Value(option.default, "default")
+
+
+def _int_in(value: Value, name: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value.raw).strip())
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise pytest.UsageError(
+            f"{value.source} = {value.raw!r}: {name} must be a whole number from {low} to {high}."
+        )
+    return number
+
+
+def _choice(value: Value, choices: Sequence[str]) -> str:
+    text = str(value.raw).strip().lower()
+    if text not in choices:
+        raise pytest.UsageError(f"{value.source} = {value.raw!r}: accepted values are {', '.join(choices)}.")
+    return text
+
+
+def _dsn(value: Value) -> str | None:
+    if value.raw is None:
+        return None
+    text = str(value.raw).strip()
+    try:
+        psycopg.conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError:
+        raise pytest.UsageError(
+            f"{value.source}: not a valid PostgreSQL DSN. Accepted: "
+            "postgresql://user:password@host:5432/postgres or 'host=... port=... user=... dbname=...'."
+        ) from None
+    return text
+
+
+def _env_lines(value: Value) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for line in value.raw or []:
+        name, sep, text = line.partition("=")
+        if not sep or not name.strip() or " " in name.strip():
+            raise pytest.UsageError(f"{value.source}: {line!r} is not a NAME=value line.")
+        pairs.append((name.strip(), text.strip()))
+    return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of one run, validated. Built by ``resolve``; never mutated."""
+
+    rootpath: Path
+    dsn: str | None
+    data_dir: Path | None
+    pg_bindir: str | None
+    serial: bool
+    rebuild: bool
+    keep_failed: bool
+    html: Path | None
+    builder: str | None
+    template_inputs: tuple[str, ...]
+    fixtures: tuple[str, ...]
+    app_command: str | None
+    app_ready_path: str
+    app_env: tuple[tuple[str, str], ...]
+    app_scope: str
+    app_start_timeout: float
+    pool_size: int
+    clone_strategy: str
+    serial_reset: str | None
+    app_url: str | None  # serial mode's app (NOCRUD_APP_URL)
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn is None
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ``pytest.UsageError`` on the first bad one."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> Value:
+        return _lookup(config, _BY_NAME[name], env)
+
+    def text(name: str) -> str | None:
+        raw = get(name).raw
+        return (str(raw).strip() or None) if raw is not None else None
+
+    data_dir = text("nocrud_data_dir")
+    html = text("nocrud_html")
+    ready_path = text("nocrud_app_ready_path") or "/"
+    if not ready_path.startswith("/"):
+        raise pytest.UsageError(f"{get('nocrud_app_ready_path').source}: the path must start with '/'.")
+    timeout_value = get("nocrud_app_start_timeout")
+    try:
+        start_timeout = float(timeout_value.raw)
+    except ValueError:
+        start_timeout = -1.0
+    if not 0 < start_timeout <= 3600:
+        raise pytest.UsageError(f"{timeout_value.source} = {timeout_value.raw!r}: seconds from 0 to 3600.")
+    return Settings(
+        rootpath=Path(config.rootpath),
+        dsn=_dsn(get("nocrud_dsn")),
+        data_dir=Path(data_dir).expanduser().absolute() if data_dir else None,
+        pg_bindir=text("nocrud_pg_bindir"),
+        serial=bool(get("nocrud_serial").raw),
+        rebuild=bool(get("nocrud_rebuild").raw),
+        keep_failed=bool(get("nocrud_keep_failed").raw),
+        html=Path(html) if html else None,
+        builder=text("nocrud_builder"),
+        template_inputs=tuple(get("nocrud_template_inputs").raw or ()),
+        fixtures=tuple(get("nocrud_fixtures").raw or ()),
+        app_command=text("nocrud_app_command"),
+        app_ready_path=ready_path,
+        app_env=_env_lines(get("nocrud_app_env")),
+        app_scope=_choice(get("nocrud_app_scope"), APP_SCOPES),
+        app_start_timeout=start_timeout,
+        pool_size=_int_in(get("nocrud_pool_size"), "nocrud_pool_size", 1, 16),
+        clone_strategy=_choice(get("nocrud_clone_strategy"), CLONE_STRATEGIES),
+        serial_reset=text("nocrud_serial_reset"),
+        app_url=env.get("NOCRUD_APP_URL") or None,
+    )

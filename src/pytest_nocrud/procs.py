@@ -1,0 +1,93 @@
+"""Process identity that survives PID reuse: (pid, start time).
+
+Leases on the shared embedded server name the pytest run that holds them. A bare PID is not enough:
+after a crash the PID may be reused by an unrelated process and the lease would look alive forever.
+On Linux the kernel's process start time (``/proc/<pid>/stat`` field 22) disambiguates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> str:
+    """Kernel start time of ``pid`` ('' where /proc is unavailable, e.g. macOS)."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else ""
+
+
+def is_running(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
+    if pid <= 0:
+        return False
+    fields = _stat_fields(pid)
+    if fields is not None:
+        return fields[0] not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not Path("/proc").is_dir()
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessId:
+    pid: int
+    started: str
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessId:
+        return cls(pid, start_time(pid))
+
+    @classmethod
+    def parse(cls, token: str) -> ProcessId:
+        pid, _, started = token.partition("-")
+        return cls(int(pid), started)
+
+    @property
+    def token(self) -> str:
+        return f"{self.pid}-{self.started}"
+
+    def alive(self) -> bool:
+        return is_running(self.pid) and (not self.started or start_time(self.pid) == self.started)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while is_running(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def terminate(pid: int, *, first: signal.Signals, grace: float) -> None:
+    """Send ``first``; escalate to SIGKILL if the process is still there after ``grace`` seconds."""
+    try:
+        os.kill(pid, first)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, grace):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        wait_gone(pid, 5.0)

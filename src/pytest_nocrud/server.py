@@ -1,0 +1,401 @@
+"""The PostgreSQL server in use: an embedded cluster this project owns, or an existing one (DSN).
+
+Embedded cluster rules (written down in the README, "Embedded PostgreSQL"):
+
+* One cluster per project and major version, kept between runs so templates survive (initdb once).
+* One server per pytest run, shared by all xdist workers and by concurrent runs of the same project. Every
+  run that uses it holds a *lease* (a file named after the run's controller process). A run that ends
+  removes its lease and stops the server only when no live lease remains, so it never pulls the server
+  from under another run. Leases of dead runs (kill -9) are ignored and pruned.
+* Start/stop happen under one file lock, so they never interleave.
+* The server listens on a Unix socket in a private 0700 directory only (no TCP) with trust auth there,
+  and runs with fsync/synchronous_commit/full_page_writes off: test data is disposable.
+* As root (PostgreSQL refuses to run as root) initdb and postgres run as the ``postgres`` OS user, else
+  ``nobody``; data and socket directories belong to that user, mode 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypedDict
+
+import filelock
+import psycopg
+
+from .binaries import find_bindir, major_of, server_version
+from .conninfo import ConnInfo, mask_password
+from .procs import ProcessId, is_running, terminate
+
+PORT = 5432  # only names the socket file inside our private directory; no TCP port is opened
+SUPERUSER = "postgres"
+START_TIMEOUT = 30.0
+DSN_CONNECT_TIMEOUT = 5
+
+SERVER_SETTINGS = {
+    "listen_addresses": "",  # Unix socket only
+    "unix_socket_permissions": "0700",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",  # workers x (app + pool + admin) connections under -n 16
+    "shared_buffers": "128MB",
+    "log_min_messages": "warning",
+    "log_min_error_statement": "panic",  # never log statement text (fixtures may contain secrets)
+}
+
+
+class ServerError(RuntimeError):
+    """PostgreSQL cannot be used; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostgresServer:
+    """What the ``nocrud_postgres`` fixture returns."""
+
+    admin: ConnInfo
+    version: str
+    embedded: bool
+
+    @property
+    def dsn(self) -> str:
+        """Admin DSN (superuser or a role that may CREATE DATABASE), maintenance database."""
+        return self.admin.dsn
+
+    @property
+    def major(self) -> int:
+        return major_of(self.version)
+
+
+# --------------------------------------------------------------------------------------------- DSN mode
+
+
+def check_dsn(dsn: str) -> PostgresServer:
+    """Connect once with a short timeout; fail with one clear, password-free message."""
+    admin = ConnInfo.parse(dsn)
+    try:
+        with psycopg.connect(dsn, connect_timeout=DSN_CONNECT_TIMEOUT, autocommit=True) as conn:
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            row = conn.execute(
+                "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if admin.password:
+            reason = reason.replace(admin.password, "***")
+        raise ServerError(
+            f"cannot connect to PostgreSQL at {admin.describe()} as {admin.user!r} "
+            f"(DSN {mask_password(dsn)}): {reason}\n"
+            "Check that the server is running and reachable, and that --nocrud-dsn / NOCRUD_DSN / "
+            "nocrud_dsn is right; unset it to use the embedded server."
+        ) from None
+    if not (row and row[0]):
+        raise ServerError(
+            f"role {admin.user!r} on {admin.describe()} may not CREATE DATABASE; pytest-nocrud needs it "
+            "(ALTER ROLE ... CREATEDB, or use a superuser DSN)."
+        )
+    return PostgresServer(admin=admin, version=version.split()[0], embedded=False)
+
+
+# ------------------------------------------------------------------------------------ embedded cluster
+
+
+def default_home(rootpath: Path) -> Path:
+    """Where a project's cluster lives unless configured: a cache dir keyed by the project's path.
+
+    As root the server runs as another OS user that must be able to reach the data directory, and
+    root's home is private, so the cache goes to /var/tmp (world-traversable, survives reboots).
+    """
+    if os.geteuid() == 0:
+        base = Path("/var/tmp/pytest-nocrud-root")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-nocrud"
+    digest = hashlib.sha256(str(rootpath.resolve()).encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", rootpath.resolve().name)[:30] or "project"
+    return base / f"{slug}-{digest}"
+
+
+class _IdentityKwargs(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunAs:
+    """The OS account the server runs as (None fields: the current user)."""
+
+    user: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+    @classmethod
+    def for_current_process(cls) -> _RunAs:
+        if os.geteuid() != 0:
+            return cls()
+        for name in ("postgres", "nobody"):
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return cls(user=name, uid=entry.pw_uid, gid=entry.pw_gid)
+        raise ServerError(
+            "running as root, and PostgreSQL refuses to run as root; neither a 'postgres' nor a "
+            "'nobody' OS user exists to run it as. Create one (useradd --system postgres), run pytest "
+            "as a normal user, or set --nocrud-dsn to an existing server."
+        )
+
+    def popen_kwargs(self) -> _IdentityKwargs:
+        if self.uid is None or self.gid is None:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def own(self, path: Path) -> None:
+        """Make ``path`` a private (0700) directory of the server's user."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid)
+        path.chmod(0o700)
+
+    @property
+    def group_name(self) -> str:
+        return grp.getgrgid(self.gid).gr_name if self.gid is not None else ""
+
+
+class EmbeddedCluster:
+    """A persistent cluster under ``home/pg<major>``; see the module docstring for the rules."""
+
+    def __init__(self, home: Path, *, bindir: str | None = None) -> None:
+        self.bindir = find_bindir(bindir)
+        self.version = server_version(self.bindir)
+        self.major = major_of(self.version)
+        self.root = home / f"pg{self.major}"
+        self.data = self.root / "data"
+        self.log_path = self.root / "postgres.log"
+        self.leases = self.root / "leases"
+        self._initialized_marker = self.root / "initdb.done"
+        self._lock = filelock.FileLock(str(self.root / "server.lock"), timeout=120)
+        self.socket_dir = self._choose_socket_dir()
+        self.run_as = _RunAs.for_current_process()
+
+    def _choose_socket_dir(self) -> Path:
+        preferred = self.root / "sock"
+        # Unix socket paths are limited to ~107 bytes; deep homes fall back to a short private path.
+        if len(str(preferred / f".s.PGSQL.{PORT}")) < 100:
+            return preferred
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"nocrud-sock-{digest}"
+
+    @property
+    def admin(self) -> ConnInfo:
+        return ConnInfo(host=str(self.socket_dir), port=PORT, user=SUPERUSER, dbname="postgres")
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    def _live_leases(self) -> list[Path]:
+        live = []
+        for lease in self.leases.glob("*"):
+            try:
+                alive = ProcessId.parse(lease.name).alive()
+            except ValueError:
+                alive = False
+            if alive:
+                live.append(lease)
+            else:
+                lease.unlink(missing_ok=True)
+        return live
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def acquire(self, owner: ProcessId) -> PostgresServer:
+        """Make sure the server runs and record that run ``owner`` uses it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o755 if self.run_as.user else 0o700)
+        with self._lock:
+            self.leases.mkdir(exist_ok=True)
+            # The lease goes first: if we are interrupted while starting, the owner's release still
+            # finds it and stops what we started.
+            (self.leases / owner.token).touch()
+            if not self._initialized_marker.exists():
+                self._initdb()
+            pid = self._running_pid()
+            if pid is None:
+                self._start()
+        return PostgresServer(admin=self.admin, version=self.version, embedded=True)
+
+    def release(self, owner: ProcessId) -> bool:
+        """Drop ``owner``'s lease; stop the server if no live run uses it. True if it was stopped."""
+        lease = self.leases / owner.token
+        if not lease.exists():
+            return False  # this run never used the server: touch nothing
+        with self._lock:
+            lease.unlink(missing_ok=True)
+            if self._live_leases():
+                return False
+            self.stop()
+            return True
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT), escalating to SIGKILL; a no-op when not running."""
+        pid = self._postmaster_pid()
+        if pid is not None and is_running(pid):
+            terminate(pid, first=signal.SIGINT, grace=15.0)
+        _reap_children()
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _initdb(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.data)  # a half-built cluster from an interrupted initdb
+        if self.run_as.user:
+            self._check_reachable()
+        self.run_as.own(self.data)
+        args = [
+            str(self.bindir / "initdb"),
+            "-D", str(self.data),
+            "-U", SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=reject",
+            "-E", "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]  # fmt: skip
+        if self.major >= 14:
+            args.append("--no-instructions")
+        result = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            **self.run_as.popen_kwargs(),
+        )
+        if result.returncode != 0:
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise ServerError(
+                f"initdb failed (exit {result.returncode}) for {self.data}:\n"
+                + _tail(result.stdout + result.stderr)
+            )
+        self._initialized_marker.write_text(f"{self.major}\n")
+
+    def _check_reachable(self) -> None:
+        """As root, the server's OS user must be able to enter our directory: say so clearly."""
+        probe = subprocess.run(
+            ["test", "-x", str(self.root)],
+            cwd="/",
+            **self.run_as.popen_kwargs(),
+        )
+        if probe.returncode != 0:
+            raise ServerError(
+                f"the PostgreSQL server runs as OS user {self.run_as.user!r} (it refuses root) and "
+                f"cannot reach {self.root}: a parent directory is private. Choose a data directory "
+                "that user can reach: --nocrud-data-dir=/var/tmp/nocrud (or NOCRUD_DATA_DIR)."
+            )
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            first = (self.data / "postmaster.pid").read_text().split("\n", 1)[0]
+            return int(first)
+        except (OSError, ValueError):
+            return None
+
+    def _pid_file_status(self) -> str:
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return ""
+        return lines[7].strip() if len(lines) > 7 else ""
+
+    def _running_pid(self) -> int | None:
+        """PID of a live postmaster for our data dir; clears a stale pid file left by a killed run."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return None
+        if is_running(pid) and _is_postgres(pid):
+            if self._pid_file_status() != "ready":
+                self._wait_ready(pid, proc=None)
+            return pid
+        # Stale: the postmaster died without cleaning up (kill -9, reboot, OOM).
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        for stale in self.socket_dir.glob(".s.PGSQL.*"):
+            stale.unlink(missing_ok=True)
+        return None
+
+    def _start(self) -> None:
+        self.run_as.own(self.socket_dir)
+        args = [str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.socket_dir)]
+        args += ["-p", str(PORT)]
+        for name, value in SERVER_SETTINGS.items():
+            args += ["-c", f"{name}={value}"]
+        with open(self.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd="/",
+                start_new_session=True,  # Ctrl-C in the terminal must not reach a shared server
+                **self.run_as.popen_kwargs(),
+            )
+        _CHILDREN.append(proc)
+        self._wait_ready(proc.pid, proc=proc)
+
+    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+        """Poll the pid file's status line (what pg_ctl -w does) until 'ready'."""
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.002
+        while self._pid_file_status() != "ready":
+            exited = proc.poll() is not None if proc else not is_running(pid)
+            if exited:
+                raise ServerError(
+                    f"PostgreSQL exited during start-up; last lines of {self.log_path}:\n"
+                    + _tail(self.log_path.read_text(errors="replace"))
+                )
+            if time.monotonic() > deadline:
+                terminate(pid, first=signal.SIGQUIT, grace=5.0)
+                raise ServerError(
+                    f"PostgreSQL did not become ready within {START_TIMEOUT:.0f}s; see {self.log_path}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def _reap_children() -> None:
+    """Collect exit statuses of servers this process started, so none lingers as a zombie."""
+    for proc in list(_CHILDREN):
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the live pid
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def embedded_session(home: Path, owner: ProcessId, bindir: str | None = None) -> Iterator[PostgresServer]:
+    """Acquire and release in one block (benchmarks, the CLI)."""
+    cluster = EmbeddedCluster(home, bindir=bindir)
+    try:
+        yield cluster.acquire(owner)
+    finally:
+        cluster.release(owner)
