@@ -16,8 +16,18 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "role", "is_staff", "is_active",
-                  "date_joined", "password"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "is_staff",
+            "is_active",
+            "date_joined",
+            "password",
+        ]
         read_only_fields = ["id", "date_joined"]
 
     def create(self, validated_data: dict[str, Any]) -> User:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from pitchdesk.breakage import is_broken
 
 
+@transaction.non_atomic_requests  # ATOMIC_REQUESTS would connect (and fail with 500) before the try
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     """200 once the app can query its database; the harness polls this before running flows."""
