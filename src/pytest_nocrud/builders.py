@@ -1,0 +1,419 @@
+"""How a template's schema is built: ``django``, ``sql:<dir>``, ``command:<shell command>``,
+``python:<module>:<function>``.
+
+A builder turns an EXISTING empty database into the template's content and says which files shape
+that content (its default key inputs). It knows nothing about locks, naming or finalizing -- that is
+the template layer's job -- so a builder can be run by hand (``nocrud build``) or in tests.
+
+Fixtures (``nocrud_fixtures``): for ``django`` they are ``loaddata`` arguments; for every other
+builder they are SQL files (relative to the root) run after the build, in the given order. Their
+order is part of the builder identity, their contents are key inputs.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import glob as globmod
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg
+
+from .conninfo import ConnInfo
+from .errors import BuildError
+from .sqlrunner import SqlFileError, display_path, run_sql_files, sql_files_in
+
+__all__ = [
+    "ACCEPTED_FORMS", "BuildError", "Builder", "CommandBuilder", "DjangoBuilder", "PythonBuilder",
+    "SqlBuilder", "SqlFileError", "detect_django_project", "parse_builder",
+]
+
+Log = Callable[[str], None]
+
+ACCEPTED_FORMS = (
+    "django  (manage.py migrate [+ loaddata fixtures]; django:<path/to/manage.py> to pick one)",
+    "sql:<dir>  (run every *.sql file under <dir>, sorted by path)",
+    "command:<shell command>  (any tool; gets DATABASE_URL and PG* of the template database)",
+    "python:<module>:<function>  (called with a psycopg connection; committed after it returns)",
+)
+
+#: Directories never searched for manage.py (key.py has its own list: builders stay below key).
+_NOT_PROJECT_DIRS = frozenset({"venv", "site-packages", "node_modules", "__pycache__"})
+
+#: Lines of a failing tool's output quoted in the error.
+TAIL_LINES = 30
+
+
+class Builder(abc.ABC):
+    """Builds the schema into an empty database. ``identity`` feeds the template key: it names the
+    builder kind and its argument (never an absolute path)."""
+
+    kind: str
+    identity: str
+
+    @abc.abstractmethod
+    def default_inputs(self) -> list[str]:
+        """Glob lines (relative to the root) whose files shape the schema, used when the user did not
+        configure ``nocrud_template_inputs``."""
+
+    @abc.abstractmethod
+    def build(self, target: ConnInfo, log: Log) -> None:
+        """Build into ``target`` (exists, empty). Raises ``BuildError`` with a readable message."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.identity}>"
+
+
+def parse_builder(spec: str, *, root: Path, fixtures: Sequence[str] = ()) -> Builder:
+    """The builder for an ``nocrud_builder`` value. ``ValueError`` (listing the accepted forms) for a
+    spec that cannot work; problems only a build can reveal are ``BuildError`` s later."""
+    root = Path(root)
+    spec = spec.strip()
+    kind, sep, arg = spec.partition(":")
+    kind, arg = kind.strip().lower(), arg.strip()
+    fixtures = [f.strip() for f in fixtures if f.strip()]
+    if kind == "django":
+        return DjangoBuilder(root, manage_py=arg or None, fixtures=fixtures)
+    if kind == "sql" and arg:
+        return SqlBuilder(root, arg, fixtures=fixtures)
+    if kind == "command" and arg:
+        return CommandBuilder(root, arg, fixtures=fixtures)
+    if kind == "python" and arg:
+        module, _, function = arg.rpartition(":")
+        if module.strip() and function.strip().isidentifier():
+            return PythonBuilder(root, module.strip(), function.strip(), fixtures=fixtures)
+    raise ValueError(
+        f"invalid nocrud_builder {spec!r}; accepted forms:\n" + "\n".join("  " + f for f in ACCEPTED_FORMS)
+    )
+
+
+def _identity(kind: str, arg: str, fixtures: Sequence[str]) -> str:
+    ident = f"{kind}:{arg}" if arg else kind
+    return ident + (" fixtures=" + ",".join(fixtures) if fixtures else "")
+
+
+def _rel_glob(path: str, root: Path) -> str:
+    """A fixture path as a literal key-input line relative to ``root``."""
+    p = Path(path)
+    rel = display_path(p, root) if p.is_absolute() else p.as_posix()
+    return globmod.escape(rel)
+
+
+class _SqlFixturesMixin:
+    root: Path
+    fixtures: list[str]
+
+    def _fixture_inputs(self) -> list[str]:
+        return [_rel_glob(f, self.root) for f in self.fixtures]
+
+    def _load_sql_fixtures(self, target: ConnInfo, log: Log) -> None:
+        if not self.fixtures:
+            return
+        paths = [self.root / f for f in self.fixtures]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise BuildError("fixture file(s) not found: " + ", ".join(missing))
+        _run_sql(target, paths, self.root, log)
+
+
+def _run_sql(target: ConnInfo, paths: Sequence[Path], root: Path, log: Log) -> None:
+    try:
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            run_sql_files(conn, paths, root, log=log)
+    except psycopg.OperationalError as e:
+        raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+
+
+class SqlBuilder(_SqlFixturesMixin, Builder):
+    """``sql:<dir>``: every ``*.sql`` under ``<dir>`` (sorted by relative path), each file atomic."""
+
+    kind = "sql"
+
+    def __init__(self, root: Path, directory: str, *, fixtures: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.directory = Path(directory).as_posix().rstrip("/") or "."
+        self.fixtures = list(fixtures)
+        self.identity = _identity(self.kind, self.directory, self.fixtures)
+
+    def default_inputs(self) -> list[str]:
+        return [f"{globmod.escape(self.directory)}/**/*.sql", *self._fixture_inputs()]
+
+    def build(self, target: ConnInfo, log: Log) -> None:
+        directory = (self.root / self.directory).absolute()
+        if not directory.is_dir():
+            raise BuildError(f"sql builder: schema directory {directory} does not exist")
+        files = sql_files_in(directory)
+        if not files:
+            raise BuildError(f"sql builder: no *.sql files under {directory}")
+        log(f"sql: running {len(files)} file(s) from {self.directory}")
+        _run_sql(target, files, self.root, log)
+        self._load_sql_fixtures(target, log)
+
+
+class CommandBuilder(_SqlFixturesMixin, Builder):
+    """``command:<shell command>``: any migration tool (alembic, sqitch, prisma, goose, ...), run in
+    the root with the template database's ``DATABASE_URL``/``PG*`` in its environment."""
+
+    kind = "command"
+
+    def __init__(self, root: Path, command: str, *, fixtures: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.command = command
+        self.fixtures = list(fixtures)
+        self.identity = _identity(self.kind, command, self.fixtures)
+
+    def default_inputs(self) -> list[str]:
+        # We cannot know what a command reads: the user lists it in nocrud_template_inputs.
+        return self._fixture_inputs()
+
+    def build(self, target: ConnInfo, log: Log) -> None:
+        log(f"command: {self.command}")
+        code, tail, _ = _run_tool(self.command, shell=True, cwd=self.root, target=target, log=log)
+        if code != 0:
+            raise BuildError(
+                f"builder command failed with exit code {code}: {self.command}\n"
+                f"(cwd {self.root}, database {target.masked()})\n"
+                + _format_tail(tail)
+            )
+        self._load_sql_fixtures(target, log)
+
+
+class PythonBuilder(_SqlFixturesMixin, Builder):
+    """``python:<module>:<function>``: ``function(conn)`` with an open psycopg connection to the
+    template database (not autocommit); committed after it returns. ``<module>`` may also be a
+    ``.py`` path relative to the root."""
+
+    kind = "python"
+
+    def __init__(self, root: Path, module: str, function: str, *, fixtures: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.module = module
+        self.function = function
+        self.fixtures = list(fixtures)
+        self.identity = _identity(self.kind, f"{module}:{function}", self.fixtures)
+
+    def _is_path(self) -> bool:
+        return self.module.endswith(".py") or "/" in self.module
+
+    def default_inputs(self) -> list[str]:
+        inputs = self._fixture_inputs()
+        source: Path | None = None
+        if self._is_path():
+            source = self.root / self.module
+        else:
+            try:
+                with _on_sys_path(self.root):
+                    spec = importlib.util.find_spec(self.module)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.origin and spec.has_location:
+                source = Path(spec.origin)
+        if source is not None and source.is_file():
+            rel = os.path.relpath(source.absolute(), self.root.absolute())
+            if not rel.startswith(".."):
+                inputs.insert(0, globmod.escape(Path(rel).as_posix()))
+        return inputs
+
+    def _load(self) -> Callable[[psycopg.Connection[Any]], object]:
+        try:
+            with _on_sys_path(self.root):
+                module = self._import()
+        except Exception as e:
+            raise BuildError(f"python builder: cannot import {self.module}: {type(e).__name__}: {e}") from e
+        fn = getattr(module, self.function, None)
+        if not callable(fn):
+            raise BuildError(f"python builder: {self.module} has no function {self.function!r}")
+        return fn  # type: ignore[no-any-return]
+
+    def _import(self) -> ModuleType:
+        if not self._is_path():
+            return importlib.import_module(self.module)
+        path = (self.root / self.module).absolute()
+        name = "_nocrud_builder_" + re.sub(r"\W", "_", self.module)
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"no Python module at {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def build(self, target: ConnInfo, log: Log) -> None:
+        fn = self._load()
+        log(f"python: {self.module}:{self.function}(conn)")
+        try:
+            conn = psycopg.connect(target.dsn, autocommit=False)
+        except psycopg.OperationalError as e:
+            raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+        with conn:  # commits on success, rolls back on exception, closes
+            try:
+                with _on_sys_path(self.root):
+                    fn(conn)
+            except BuildError:
+                raise
+            except Exception as e:
+                raise BuildError(
+                    f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}"
+                ) from e
+        self._load_sql_fixtures(target, log)
+
+
+class DjangoBuilder(Builder):
+    """``django``: ``manage.py migrate --noinput`` then ``loaddata <fixtures>``, as subprocesses of
+    this interpreter with the template database in ``DATABASE_URL``/``PG*``."""
+
+    kind = "django"
+
+    def __init__(self, root: Path, *, manage_py: str | None = None, fixtures: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.fixtures = list(fixtures)
+        if manage_py:
+            path = self.root / manage_py
+            if path.is_dir():
+                path = path / "manage.py"
+            if not path.is_file():
+                raise ValueError(f"nocrud_builder django: {path} is not a manage.py file")
+        else:
+            found = _manage_py_candidates(self.root)
+            if len(found) != 1:
+                what = "several: " + ", ".join(map(str, found)) if found else "none"
+                raise ValueError(
+                    f"nocrud_builder django: need exactly one manage.py in {self.root} or one level "
+                    f"below, found {what}; name it with django:<path/to/manage.py>"
+                )
+            path = found[0]
+        self.manage_py = path.absolute()
+        self.project_dir = self.manage_py.parent
+        rel = display_path(self.manage_py, self.root.absolute())
+        self.identity = _identity(self.kind, "" if rel == "manage.py" else rel, self.fixtures)
+
+    def default_inputs(self) -> list[str]:
+        rel_dir = display_path(self.project_dir, self.root.absolute())
+        prefix = "" if rel_dir == "." else globmod.escape(rel_dir) + "/"
+        inputs = [prefix + "**/migrations/*.py"]
+        for fixture in self.fixtures:
+            direct = self.project_dir / fixture
+            if direct.is_file():
+                inputs.append(_rel_glob(str(direct.absolute()), self.root.absolute()))
+            else:  # a Django fixture name: found in some app's fixtures/ dir, maybe without extension
+                inputs.append(prefix + "**/fixtures/" + globmod.escape(fixture) + "*")
+        return inputs
+
+    def build(self, target: ConnInfo, log: Log) -> None:
+        migrate = [sys.executable, str(self.manage_py), "migrate", "--noinput"]
+        log("django: manage.py migrate --noinput")
+        code, tail, output = _run_tool(migrate, shell=False, cwd=self.project_dir, target=target, log=log)
+        if code != 0:
+            applied = re.findall(r"Applying (\S+?)\.\.\.( OK)?", output)
+            failing = next((name for name, ok in reversed(applied) if not ok), None)
+            where = f" while applying migration {failing}" if failing else ""
+            raise BuildError(
+                f"django migrate failed{where} (exit code {code}): {_last_error_line(tail)}\n"
+                f"(cwd {self.project_dir}, database {target.masked()})\n" + _format_tail(tail)
+            )
+        if self.fixtures:
+            loaddata = [sys.executable, str(self.manage_py), "loaddata", *self.fixtures]
+            log("django: manage.py loaddata " + " ".join(self.fixtures))
+            code, tail, _ = _run_tool(loaddata, shell=False, cwd=self.project_dir, target=target, log=log)
+            if code != 0:
+                raise BuildError(
+                    f"django loaddata {' '.join(self.fixtures)} failed (exit code {code}): "
+                    f"{_last_error_line(tail)}\n" + _format_tail(tail)
+                )
+
+
+def detect_django_project(root: Path) -> Path | None:
+    """The project's ``manage.py`` (in ``root`` or one directory below), or None when there is none or
+    the choice is ambiguous -- so config can default ``nocrud_builder`` to ``django``."""
+    found = _manage_py_candidates(Path(root))
+    return found[0] if len(found) == 1 else None
+
+
+def _manage_py_candidates(root: Path) -> list[Path]:
+    if (root / "manage.py").is_file():
+        return [root / "manage.py"]
+    try:
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    return [
+        d / "manage.py"
+        for d in subdirs
+        if not d.name.startswith(".") and d.name not in _NOT_PROJECT_DIRS and (d / "manage.py").is_file()
+    ]
+
+
+# --- subprocess plumbing --------------------------------------------------------------------------
+
+
+def _run_tool(
+    cmd: str | list[str], *, shell: bool, cwd: Path, target: ConnInfo, log: Log
+) -> tuple[int, list[str], str]:
+    """Run a build tool with the target's env; stream its merged output to ``log``.
+    Returns ``(exit code, last TAIL_LINES lines, whole output)``, the password masked everywhere."""
+    env = {**os.environ, **target.env(), "PYTHONUNBUFFERED": "1"}
+    secret = target.password
+
+    def mask(text: str) -> str:
+        return text.replace(secret, "***") if secret else text
+
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    chunks: list[str] = []
+    started = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            cmd, shell=shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        )
+    except OSError as e:
+        raise BuildError(f"cannot run {cmd if shell else ' '.join(cmd)}: {e}") from e
+    assert proc.stdout is not None
+    with proc:
+        for raw in proc.stdout:
+            line = mask(raw.rstrip("\n"))
+            chunks.append(line)
+            tail.append(line)
+            log("  | " + line)
+    log(f"  exit code {proc.returncode} after {time.perf_counter() - started:.1f} s")
+    return proc.returncode, list(tail), "\n".join(chunks)
+
+
+def _format_tail(tail: Sequence[str]) -> str:
+    if not tail:
+        return "(no output)"
+    return f"last {len(tail)} line(s) of output:\n" + "\n".join("  | " + line for line in tail)
+
+
+def _last_error_line(tail: Sequence[str]) -> str:
+    """Django/Python's final ``SomeError: message`` line, else the last non-blank line."""
+    lines = [line.strip() for line in tail if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Warning|Exit|Interrupt)\b.*", line):
+            return line
+    return lines[-1] if lines else "(no output)"
+
+
+@contextmanager
+def _on_sys_path(root: Path) -> Iterator[None]:
+    entry = str(Path(root).absolute())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(entry)
+            except ValueError:
+                pass

@@ -1,0 +1,324 @@
+"""Builders and the SQL runner against a real PostgreSQL (a throwaway cluster, see _pg.py)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pytest_nocrud.builders import (
+    BuildError,
+    CommandBuilder,
+    DjangoBuilder,
+    PythonBuilder,
+    SqlBuilder,
+    SqlFileError,
+    detect_django_project,
+    parse_builder,
+)
+from pytest_nocrud.conninfo import ConnInfo
+from pytest_nocrud.sqlrunner import run_sql_files, split_statements, sql_files_in
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _pg import create_database, throwaway_postgres  # noqa: E402
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[ConnInfo]:
+    with throwaway_postgres() as admin:
+        yield admin
+
+
+@pytest.fixture
+def db(pg_admin: ConnInfo) -> ConnInfo:
+    # A name that needs quoting, to prove nothing interpolates identifiers unquoted.
+    return create_database(pg_admin, f"Build Target {next(_counter)}")
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def query(target: ConnInfo, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(target.dsn) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+def tables(target: ConnInfo) -> set[str]:
+    return {str(r[0]) for r in query(target, "select tablename from pg_tables where schemaname = 'public'")}
+
+
+class Lines(list[str]):
+    def __call__(self, line: str) -> None:
+        self.append(line)
+
+
+# --- parse_builder --------------------------------------------------------------------------------
+
+
+def test_parse_builder_forms_and_identities(tmp_path: Path) -> None:
+    b = parse_builder("sql:db/schema/", root=tmp_path)
+    assert isinstance(b, SqlBuilder) and b.kind == "sql" and b.identity == "sql:db/schema"
+    assert b.default_inputs() == ["db/schema/**/*.sql"]
+    assert parse_builder("sql:a", root=tmp_path).identity != parse_builder("sql:b", root=tmp_path).identity
+    c = parse_builder("command: alembic upgrade head", root=tmp_path, fixtures=["seed.sql"])
+    assert isinstance(c, CommandBuilder) and c.command == "alembic upgrade head"
+    assert c.identity == "command:alembic upgrade head fixtures=seed.sql"
+    assert c.default_inputs() == ["seed.sql"]
+    p = parse_builder("python:myproj.db:create_schema", root=tmp_path)
+    assert isinstance(p, PythonBuilder) and (p.module, p.function) == ("myproj.db", "create_schema")
+    # identities never contain the absolute root
+    assert all(str(tmp_path) not in x.identity for x in (b, c, p))
+
+
+@pytest.mark.parametrize("spec", ["", "sql:", "alembic", "command:", "python:mod", "python:mod:not-a-name"])
+def test_parse_builder_rejects_with_accepted_forms(tmp_path: Path, spec: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        parse_builder(spec, root=tmp_path)
+    msg = str(exc.value)
+    for form in ("django", "sql:<dir>", "command:<shell command>", "python:<module>:<function>"):
+        assert form in msg
+
+
+def test_django_detection(tmp_path: Path) -> None:
+    assert detect_django_project(tmp_path) is None
+    with pytest.raises(ValueError, match="manage.py"):
+        parse_builder("django", root=tmp_path)
+    write(tmp_path, "site/manage.py", "")
+    assert detect_django_project(tmp_path) == tmp_path / "site/manage.py"
+    write(tmp_path, "site/blog/migrations/0001_initial.py", "")
+    write(tmp_path, "site/blog/fixtures/posts.json", "[]")
+    b = parse_builder("django", root=tmp_path, fixtures=["posts"])
+    assert isinstance(b, DjangoBuilder) and b.identity == "django:site/manage.py fixtures=posts"
+    assert b.default_inputs() == ["site/**/migrations/*.py", "site/**/fixtures/posts*"]
+    write(tmp_path, "other/manage.py", "")
+    assert detect_django_project(tmp_path) is None  # ambiguous: config must not guess
+    assert parse_builder("django:other", root=tmp_path).identity == "django:other/manage.py"
+    write(tmp_path, "manage.py", "")
+    assert detect_django_project(tmp_path) == tmp_path / "manage.py"
+
+
+# --- SQL runner / sql builder ---------------------------------------------------------------------
+
+
+def test_sql_files_in_order(tmp_path: Path) -> None:
+    for rel in ["010_late.sql", "002_b.sql", "001_a.sql", "005_dir/001_x.sql", "005_dir/notes.txt"]:
+        write(tmp_path, rel, "")
+    assert [p.relative_to(tmp_path).as_posix() for p in sql_files_in(tmp_path)] == [
+        "001_a.sql", "002_b.sql", "005_dir/001_x.sql", "010_late.sql"
+    ]
+
+
+def test_sql_builder_runs_files_in_order_with_dollar_bodies(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/schema/002_posts.sql", """
+        create table posts(id serial primary key, user_id int references users(id), title text);
+        create function title_upper() returns trigger language plpgsql as $$
+        begin
+          new.title := upper(new.title);  -- semicolons inside the body
+          return new;
+        end;
+        $$;
+        create trigger posts_upper before insert on posts for each row execute function title_upper();
+    """)
+    write(tmp_path, "db/schema/001_users.sql", "create table users(id serial primary key, name text);\n")
+    write(tmp_path, "db/schema/003_more/001_tags.sql", "create table tags(post_id int references posts(id));")
+    write(tmp_path, "db/schema/003_more/002_fn.sql", """
+        create function add(a int, b int) returns int language sql as $body$ select a + b; $body$;
+        comment on table tags is 'it''s 100% ok; really';
+    """)
+    write(tmp_path, "seed.sql", "insert into users(name) values ('ann'); insert into posts(user_id, title) "
+                                "values (1, 'hello');")
+    log = Lines()
+    parse_builder("sql:db/schema", root=tmp_path, fixtures=["seed.sql"]).build(db, log)
+    assert tables(db) == {"users", "posts", "tags"}
+    assert query(db, "select title, add(2, 3) from posts") == [("HELLO", 5)]
+    assert any("001_users.sql" in line for line in log)
+
+
+def test_failing_sql_file_reports_file_and_line(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001_ok.sql", "create table kept(id int);")
+    bad = "\n".join([
+        "-- 002: a multi-statement file",        # 1
+        "create table a(id int);",                # 2
+        "create table b(",                        # 3
+        "  id int",                               # 4
+        ");",                                     # 5
+        "",                                       # 6
+        "select * from no_such_table;",           # 7
+        "create table c(id int);",                # 8
+    ])
+    write(tmp_path, "db/002_bad.sql", bad)
+    write(tmp_path, "db/003_never.sql", "create table never(id int);")
+    with pytest.raises(SqlFileError) as exc:
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+    err = exc.value
+    msg = str(err)
+    assert "db/002_bad.sql, line 7" in msg
+    assert 'relation "no_such_table" does not exist' in msg
+    assert "select * from no_such_table;" in msg
+    assert (err.path, err.line, err.sqlstate) == ("db/002_bad.sql", 7, "42P01")
+    assert isinstance(err, BuildError)
+    # each file is atomic: the failing file left nothing, the earlier one is kept, later ones never ran
+    assert tables(db) == {"kept"}
+
+
+def test_syntax_error_line_and_hint(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001.sql", "create table t(id int);\n\ncreate tabel u(id int);\n")
+    with pytest.raises(SqlFileError, match=r"db/001.sql, line 3: syntax error at or near \"tabel\""):
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+
+
+def test_runtime_error_without_position_still_gets_a_line(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001.sql", "create table t(id int primary key);\ncreate function f() returns int "
+          "language sql as $$ select 1; $$;\ninsert into t values (1);\n\ninsert into t values (1);\n")
+    with pytest.raises(SqlFileError) as exc:
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+    assert exc.value.line == 5 and exc.value.sqlstate == "23505"
+    assert "DETAIL: Key (id)=(1) already exists." in str(exc.value)
+    assert tables(db) == set()  # the replay was rolled back
+
+
+def test_plpgsql_error_inside_function_body_points_into_body(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001.sql", "select 1;\ncreate function g() returns int language plpgsql as $$\n"
+          "begin\n  retur 1;\nend;\n$$;\n")
+    with pytest.raises(SqlFileError, match=r"line 4: syntax error at or near \"retur\""):
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+
+
+def test_file_with_own_transaction_control_and_utf8(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001.sql", "begin;\ncreate table t(x text);\ninsert into t values ('é ✓');\ncommit;\n")
+    write(tmp_path, "db/002.sql", "\ufeffselect 'naïve';\nselect * from missing;\n")
+    with pytest.raises(SqlFileError, match="db/002.sql, line 2"):
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+    assert query(db, "select x from t") == [("é ✓",)]
+
+
+def test_missing_sql_dir_names_absolute_path(tmp_path: Path, db: ConnInfo) -> None:
+    with pytest.raises(BuildError, match=str(tmp_path / "nope")):
+        parse_builder("sql:nope", root=tmp_path).build(db, Lines())
+
+
+def test_run_sql_files_requires_autocommit(tmp_path: Path, db: ConnInfo) -> None:
+    with psycopg.connect(db.dsn) as conn, pytest.raises(ValueError, match="autocommit"):
+        run_sql_files(conn, [], tmp_path)
+
+
+def test_split_statements() -> None:
+    text = "select 1; -- a; comment\nselect ';', $$;$$, $x$ $$ ; $x$, E'\\';', \"a;b\";/* ; /* ; */ */ ;"
+    stmts = [s.strip() for _, s in split_statements(text)]
+    assert stmts == ["select 1;", "select ';', $$;$$, $x$ $$ ; $x$, E'\\';', \"a;b\";"]
+
+
+# --- command builder ------------------------------------------------------------------------------
+
+
+def test_command_builder_gets_database_env(tmp_path: Path, db: ConnInfo) -> None:
+    script = ("import os, psycopg; "
+              "psycopg.connect(os.environ['DATABASE_URL'], autocommit=True)"
+              ".execute('create table from_url(id int)')")
+    cmd = (f'psql -v ON_ERROR_STOP=1 -q -c "create table from_pg_env(db text default current_database())" '
+           f'&& {sys.executable} -c "{script}" && echo built in $PWD')
+    log = Lines()
+    CommandBuilder(tmp_path, cmd).build(db, log)
+    assert tables(db) == {"from_pg_env", "from_url"}
+    assert any(f"built in {tmp_path}" in line for line in log)
+
+
+def test_failing_command_reports_exit_code_and_last_lines(tmp_path: Path, db: ConnInfo) -> None:
+    cmd = "for i in $(seq 1 100); do echo line $i; done; echo boom >&2; exit 3"
+    with pytest.raises(BuildError) as exc:
+        parse_builder("command:" + cmd, root=tmp_path).build(db, Lines())
+    msg = str(exc.value)
+    assert "exit code 3" in msg and "boom" in msg and "line 100" in msg
+    assert "line 50\n" not in msg  # only the tail
+
+
+def test_command_output_masks_password(tmp_path: Path) -> None:
+    target = ConnInfo(host="/nowhere", port=1, user="u", dbname="d", password="s3cret-pw")
+    with pytest.raises(BuildError) as exc:
+        CommandBuilder(tmp_path, "echo $DATABASE_URL; echo $PGPASSWORD; exit 1").build(target, Lines())
+    assert "s3cret-pw" not in str(exc.value) and "***" in str(exc.value)
+
+
+# --- python builder -------------------------------------------------------------------------------
+
+
+def test_python_builder_gets_connection_and_commits(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "myproj/__init__.py", "")
+    write(tmp_path, "myproj/schema.py", """
+        def create(conn):
+            assert not conn.autocommit
+            conn.execute("create table from_python(id int)")
+            conn.execute("insert into from_python values (%s)", (42,))
+    """)
+    write(tmp_path, "seed.sql", "insert into from_python values (43);")
+    b = parse_builder("python:myproj.schema:create", root=tmp_path, fixtures=["seed.sql"])
+    assert b.default_inputs() == ["myproj/schema.py", "seed.sql"]
+    b.build(db, Lines())
+    assert query(db, "select id from from_python order by id") == [(42,), (43,)]
+    assert str(tmp_path) not in sys.path
+
+
+def test_python_builder_failure_rolls_back(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "tools/build_db.py", """
+        def build(conn):
+            conn.execute("create table half(id int)")
+            raise RuntimeError("cannot finish")
+    """)
+    b = parse_builder("python:tools/build_db.py:build", root=tmp_path)
+    assert b.default_inputs() == ["tools/build_db.py"]
+    with pytest.raises(BuildError, match="RuntimeError: cannot finish"):
+        b.build(db, Lines())
+    assert tables(db) == set()
+    with pytest.raises(BuildError, match="no function 'nope'"):
+        parse_builder("python:tools/build_db.py:nope", root=tmp_path).build(db, Lines())
+    with pytest.raises(BuildError, match="cannot import"):
+        parse_builder("python:no_such_module_xyz:f", root=tmp_path).build(db, Lines())
+
+
+# --- django builder -------------------------------------------------------------------------------
+
+EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
+
+
+def _example_manage_py() -> Path | None:
+    return detect_django_project(EXAMPLE_APP) if EXAMPLE_APP.is_dir() else None
+
+
+@pytest.mark.skipif(_example_manage_py() is None, reason="example_app (Django) not present")
+def test_django_builder_migrates_and_names_failing_migration(tmp_path: Path, pg_admin: ConnInfo) -> None:
+    app = tmp_path / "example_app"
+    shutil.copytree(EXAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    good = create_database(pg_admin, f"django ok {next(_counter)}")
+    builder = parse_builder("django", root=app)
+    builder.build(good, Lines())
+    assert "django_migrations" in tables(good)
+
+    migrations = sorted(p for p in app.rglob("migrations/0*.py") if "site-packages" not in p.parts)
+    last = migrations[-1]
+    app_label = last.parent.parent.name
+    broken = textwrap.dedent("""
+        from django.db import migrations
+
+        class Migration(migrations.Migration):
+            dependencies = [(APP, PREVIOUS)]
+            operations = [migrations.RunSQL("select * from table_that_is_not_there")]
+    """).replace("APP", repr(app_label)).replace("PREVIOUS", repr(last.stem))
+    (last.parent / "9999_broken.py").write_text(broken)
+    bad = create_database(pg_admin, f"django bad {next(_counter)}")
+    with pytest.raises(BuildError) as exc:
+        parse_builder("django", root=app).build(bad, Lines())
+    msg = str(exc.value)
+    assert f"while applying migration {app_label}.9999_broken" in msg
+    assert "table_that_is_not_there" in msg
