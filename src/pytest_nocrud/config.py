@@ -77,8 +77,13 @@ def register(parser: pytest.Parser) -> None:
             if option.kind == "bool":
                 group.addoption(option.flag, action="store_true", dest=option.dest, help=option.help)
             else:
-                group.addoption(option.flag, dest=option.dest, default=None, metavar="VALUE",
-                                help=option.help + (f" [env {option.env}]" if option.env else ""))
+                group.addoption(
+                    option.flag,
+                    dest=option.dest,
+                    default=None,
+                    metavar="VALUE",
+                    help=option.help + (f" [env {option.env}]" if option.env else ""),
+                )
         if option.ini and option.kind == "linelist":
             parser.addini(option.name, option.help, type="linelist", default=[])
         elif option.ini:

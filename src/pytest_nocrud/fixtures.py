@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from .runtime import Runtime, SetupFailed
 from .server import PostgresServer
 
 RUNTIME = pytest.StashKey[Runtime]()
+T = TypeVar("T")
 
 
 def runtime_of(config: pytest.Config) -> Runtime:
@@ -17,7 +21,13 @@ def runtime_of(config: pytest.Config) -> Runtime:
 @pytest.fixture(scope="session")
 def nocrud_postgres(request: pytest.FixtureRequest) -> PostgresServer:
     """The PostgreSQL server in use: ``.dsn`` (admin), ``.version``, ``.embedded``."""
+    return _or_fail(runtime_of(request.config).postgres)
+
+
+def _or_fail(make: Callable[[], T]) -> T:
+    """Report a setup failure as its message alone (no traceback, no chained exception)."""
     try:
-        return runtime_of(request.config).postgres()
+        return make()
     except SetupFailed as failure:
-        pytest.fail(str(failure), pytrace=False)
+        message = str(failure)
+    pytest.fail(message, pytrace=False)

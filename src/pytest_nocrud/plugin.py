@@ -39,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    brief = item.config.stash[RUNTIME].earlier_failure(getattr(item, "fixturenames", ()))
+    if brief:
+        pytest.fail(brief, pytrace=False)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     runtime = config.stash.get(RUNTIME, None)
     if runtime is not None:

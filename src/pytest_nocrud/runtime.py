@@ -8,7 +8,7 @@ setup error is reported in full once per process and briefly afterwards.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +59,16 @@ class Runtime:
             raise failure from None
         self._cache[what] = value
         return value
+
+    def earlier_failure(self, fixturenames: Iterable[str]) -> str | None:
+        """The brief message of a shared resource that already failed, if a test would need it.
+
+        pytest re-raises a failed session fixture's error in every later test; checking before setup
+        lets those tests say it in one line instead of repeating the full report.
+        """
+        if not self._errors or not any(name.startswith("nocrud_") for name in fixturenames):
+            return None
+        return next(iter(self._errors.values())).brief
 
     def postgres(self) -> PostgresServer:
         return self.once("PostgreSQL", self._acquire_postgres)

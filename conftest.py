@@ -1,0 +1,3 @@
+"""Repository root: anchors pytest's rootdir; benchmarks are scripts, not tests."""
+
+collect_ignore = ["bench"]

@@ -1,0 +1,43 @@
+"""Helpers for pytest-nocrud's own tests: where throwaway clusters live, which servers are running."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from pytest_nocrud.procs import is_running
+from pytest_nocrud.server import EmbeddedCluster
+
+# As root the server runs as the 'postgres' user, which cannot enter pytest's private tmp_path
+# (/tmp/pytest-of-root is 0700), so clusters under test live below /var/tmp.
+CLUSTERS_ROOT = Path("/var/tmp/pytest-nocrud-tests")
+
+
+def postgres_pids(data_dir: Path) -> list[int]:
+    """Live postgres processes whose command line mentions ``data_dir`` (their postmaster)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "postgres" in cmdline and str(data_dir) in cmdline and is_running(int(proc.name)):
+            pids.append(int(proc.name))
+    return pids
+
+
+def new_cluster_dir() -> Path:
+    path = CLUSTERS_ROOT / uuid.uuid4().hex[:12]
+    CLUSTERS_ROOT.mkdir(parents=True, exist_ok=True)
+    CLUSTERS_ROOT.chmod(0o755)
+    return path
+
+
+def discard_cluster_dir(path: Path) -> None:
+    for cluster_dir in path.glob("pg*"):
+        if (cluster_dir / "data" / "postmaster.pid").exists():
+            EmbeddedCluster(path).stop()  # a failed test must not leave a server behind
+    shutil.rmtree(path, ignore_errors=True)

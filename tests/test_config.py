@@ -1,0 +1,46 @@
+"""Settings resolution: precedence and one clear UsageError per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+INNER = "def test_nothing():\n    pass\n"
+
+
+def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
+    pytester.makepyfile(test_inner=INNER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    return result.stderr.str()
+
+
+def test_bad_pool_size_names_the_source_and_range(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_pool_size = lots\n")
+    assert "ini option nocrud_pool_size = 'lots'" in _usage_error(pytester)
+    assert "from 1 to 16" in _usage_error(pytester)
+
+
+def test_bad_dsn_does_not_echo_it_and_says_what_is_accepted(pytester: pytest.Pytester) -> None:
+    err = _usage_error(pytester, "--nocrud-dsn=host=x password=hunter2 bogus")
+    assert "--nocrud-dsn: not a valid PostgreSQL DSN" in err
+    assert "hunter2" not in err
+
+
+def test_env_beats_ini_and_command_line_beats_env(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\nnocrud_app_scope = sometimes\n")
+    assert "ini option nocrud_app_scope" in _usage_error(pytester)
+    monkeypatch.setenv("NOCRUD_DSN", "not a dsn")
+    assert "environment variable NOCRUD_DSN" in _usage_error(pytester)
+    assert "--nocrud-dsn" in _usage_error(pytester, "--nocrud-dsn=also not = a dsn")
+
+
+def test_serial_mode_refuses_xdist(pytester: pytest.Pytester) -> None:
+    assert "--nocrud-serial runs flows one at a time" in _usage_error(pytester, "--nocrud-serial", "-n", "2")
+
+
+def test_valid_settings_pass_without_touching_postgres(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_pool_size = 4\nnocrud_app_env =\n    A=1\n    B={dbname}\n")
+    pytester.makepyfile(test_inner=INNER)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
