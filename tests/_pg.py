@@ -58,8 +58,19 @@ def throwaway_postgres() -> Iterator[ConnInfo]:
         )
         port = _free_port()
         proc = subprocess.Popen(
-            [str(BINDIR / "postgres"), "-D", str(data), "-k", str(sock), "-p", str(port),
-             "-c", "listen_addresses=", "-c", "fsync=off"],
+            [
+                str(BINDIR / "postgres"),
+                "-D",
+                str(data),
+                "-k",
+                str(sock),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             **run_as,

@@ -116,12 +116,18 @@ def test_sql_files_in_order(tmp_path: Path) -> None:
     for rel in ["010_late.sql", "002_b.sql", "001_a.sql", "005_dir/001_x.sql", "005_dir/notes.txt"]:
         write(tmp_path, rel, "")
     assert [p.relative_to(tmp_path).as_posix() for p in sql_files_in(tmp_path)] == [
-        "001_a.sql", "002_b.sql", "005_dir/001_x.sql", "010_late.sql"
+        "001_a.sql",
+        "002_b.sql",
+        "005_dir/001_x.sql",
+        "010_late.sql",
     ]
 
 
 def test_sql_builder_runs_files_in_order_with_dollar_bodies(tmp_path: Path, db: ConnInfo) -> None:
-    write(tmp_path, "db/schema/002_posts.sql", """
+    write(
+        tmp_path,
+        "db/schema/002_posts.sql",
+        """
         create table posts(id serial primary key, user_id int references users(id), title text);
         create function title_upper() returns trigger language plpgsql as $$
         begin
@@ -130,15 +136,23 @@ def test_sql_builder_runs_files_in_order_with_dollar_bodies(tmp_path: Path, db: 
         end;
         $$;
         create trigger posts_upper before insert on posts for each row execute function title_upper();
-    """)
+    """,
+    )
     write(tmp_path, "db/schema/001_users.sql", "create table users(id serial primary key, name text);\n")
     write(tmp_path, "db/schema/003_more/001_tags.sql", "create table tags(post_id int references posts(id));")
-    write(tmp_path, "db/schema/003_more/002_fn.sql", """
+    write(
+        tmp_path,
+        "db/schema/003_more/002_fn.sql",
+        """
         create function add(a int, b int) returns int language sql as $body$ select a + b; $body$;
         comment on table tags is 'it''s 100% ok; really';
-    """)
-    write(tmp_path, "seed.sql", "insert into users(name) values ('ann'); insert into posts(user_id, title) "
-                                "values (1, 'hello');")
+    """,
+    )
+    write(
+        tmp_path,
+        "seed.sql",
+        "insert into users(name) values ('ann'); insert into posts(user_id, title) values (1, 'hello');",
+    )
     log = Lines()
     parse_builder("sql:db/schema", root=tmp_path, fixtures=["seed.sql"]).build(db, log)
     assert tables(db) == {"users", "posts", "tags"}
@@ -148,16 +162,18 @@ def test_sql_builder_runs_files_in_order_with_dollar_bodies(tmp_path: Path, db: 
 
 def test_failing_sql_file_reports_file_and_line(tmp_path: Path, db: ConnInfo) -> None:
     write(tmp_path, "db/001_ok.sql", "create table kept(id int);")
-    bad = "\n".join([
-        "-- 002: a multi-statement file",        # 1
-        "create table a(id int);",                # 2
-        "create table b(",                        # 3
-        "  id int",                               # 4
-        ");",                                     # 5
-        "",                                       # 6
-        "select * from no_such_table;",           # 7
-        "create table c(id int);",                # 8
-    ])
+    bad = "\n".join(
+        [
+            "-- 002: a multi-statement file",  # 1
+            "create table a(id int);",  # 2
+            "create table b(",  # 3
+            "  id int",  # 4
+            ");",  # 5
+            "",  # 6
+            "select * from no_such_table;",  # 7
+            "create table c(id int);",  # 8
+        ]
+    )
     write(tmp_path, "db/002_bad.sql", bad)
     write(tmp_path, "db/003_never.sql", "create table never(id int);")
     with pytest.raises(SqlFileError) as exc:
@@ -180,8 +196,12 @@ def test_syntax_error_line_and_hint(tmp_path: Path, db: ConnInfo) -> None:
 
 
 def test_runtime_error_without_position_still_gets_a_line(tmp_path: Path, db: ConnInfo) -> None:
-    write(tmp_path, "db/001.sql", "create table t(id int primary key);\ncreate function f() returns int "
-          "language sql as $$ select 1; $$;\ninsert into t values (1);\n\ninsert into t values (1);\n")
+    write(
+        tmp_path,
+        "db/001.sql",
+        "create table t(id int primary key);\ncreate function f() returns int "
+        "language sql as $$ select 1; $$;\ninsert into t values (1);\n\ninsert into t values (1);\n",
+    )
     with pytest.raises(SqlFileError) as exc:
         SqlBuilder(tmp_path, "db").build(db, Lines())
     assert exc.value.line == 5 and exc.value.sqlstate == "23505"
@@ -190,8 +210,11 @@ def test_runtime_error_without_position_still_gets_a_line(tmp_path: Path, db: Co
 
 
 def test_plpgsql_error_inside_function_body_points_into_body(tmp_path: Path, db: ConnInfo) -> None:
-    write(tmp_path, "db/001.sql", "select 1;\ncreate function g() returns int language plpgsql as $$\n"
-          "begin\n  retur 1;\nend;\n$$;\n")
+    write(
+        tmp_path,
+        "db/001.sql",
+        "select 1;\ncreate function g() returns int language plpgsql as $$\nbegin\n  retur 1;\nend;\n$$;\n",
+    )
     with pytest.raises(SqlFileError, match=r"line 4: syntax error at or near \"retur\""):
         SqlBuilder(tmp_path, "db").build(db, Lines())
 
@@ -224,11 +247,15 @@ def test_split_statements() -> None:
 
 
 def test_command_builder_gets_database_env(tmp_path: Path, db: ConnInfo) -> None:
-    script = ("import os, psycopg; "
-              "psycopg.connect(os.environ['DATABASE_URL'], autocommit=True)"
-              ".execute('create table from_url(id int)')")
-    cmd = (f'psql -v ON_ERROR_STOP=1 -q -c "create table from_pg_env(db text default current_database())" '
-           f'&& {sys.executable} -c "{script}" && echo built in $PWD')
+    script = (
+        "import os, psycopg; "
+        "psycopg.connect(os.environ['DATABASE_URL'], autocommit=True)"
+        ".execute('create table from_url(id int)')"
+    )
+    cmd = (
+        f'psql -v ON_ERROR_STOP=1 -q -c "create table from_pg_env(db text default current_database())" '
+        f'&& {sys.executable} -c "{script}" && echo built in $PWD'
+    )
     log = Lines()
     CommandBuilder(tmp_path, cmd).build(db, log)
     assert tables(db) == {"from_pg_env", "from_url"}
@@ -256,12 +283,16 @@ def test_command_output_masks_password(tmp_path: Path) -> None:
 
 def test_python_builder_gets_connection_and_commits(tmp_path: Path, db: ConnInfo) -> None:
     write(tmp_path, "myproj/__init__.py", "")
-    write(tmp_path, "myproj/schema.py", """
+    write(
+        tmp_path,
+        "myproj/schema.py",
+        """
         def create(conn):
             assert not conn.autocommit
             conn.execute("create table from_python(id int)")
             conn.execute("insert into from_python values (%s)", (42,))
-    """)
+    """,
+    )
     write(tmp_path, "seed.sql", "insert into from_python values (43);")
     b = parse_builder("python:myproj.schema:create", root=tmp_path, fixtures=["seed.sql"])
     assert b.default_inputs() == ["myproj/schema.py", "seed.sql"]
@@ -271,11 +302,15 @@ def test_python_builder_gets_connection_and_commits(tmp_path: Path, db: ConnInfo
 
 
 def test_python_builder_failure_rolls_back(tmp_path: Path, db: ConnInfo) -> None:
-    write(tmp_path, "tools/build_db.py", """
+    write(
+        tmp_path,
+        "tools/build_db.py",
+        """
         def build(conn):
             conn.execute("create table half(id int)")
             raise RuntimeError("cannot finish")
-    """)
+    """,
+    )
     b = parse_builder("python:tools/build_db.py:build", root=tmp_path)
     assert b.default_inputs() == ["tools/build_db.py"]
     with pytest.raises(BuildError, match="RuntimeError: cannot finish"):
@@ -308,13 +343,17 @@ def test_django_builder_migrates_and_names_failing_migration(tmp_path: Path, pg_
     migrations = sorted(p for p in app.rglob("migrations/0*.py") if "site-packages" not in p.parts)
     last = migrations[-1]
     app_label = last.parent.parent.name
-    broken = textwrap.dedent("""
+    broken = (
+        textwrap.dedent("""
         from django.db import migrations
 
         class Migration(migrations.Migration):
             dependencies = [(APP, PREVIOUS)]
             operations = [migrations.RunSQL("select * from table_that_is_not_there")]
-    """).replace("APP", repr(app_label)).replace("PREVIOUS", repr(last.stem))
+    """)
+        .replace("APP", repr(app_label))
+        .replace("PREVIOUS", repr(last.stem))
+    )
     (last.parent / "9999_broken.py").write_text(broken)
     bad = create_database(pg_admin, f"django bad {next(_counter)}")
     with pytest.raises(BuildError) as exc:

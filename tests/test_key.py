@@ -24,12 +24,15 @@ def make_project(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "proj", {
-        "db/001_users.sql": "create table users(id int);\n",
-        "db/002_posts.sql": "create table posts(id int);\n",
-        "db/nested/003_idx.sql": "create index on posts(id);\n",
-        "db/README.md": "not an input\n",
-    })
+    return make_project(
+        tmp_path / "proj",
+        {
+            "db/001_users.sql": "create table users(id int);\n",
+            "db/002_posts.sql": "create table posts(id int);\n",
+            "db/nested/003_idx.sql": "create index on posts(id);\n",
+            "db/README.md": "not an input\n",
+        },
+    )
 
 
 def key_of(root: Path, globs: list[str] = GLOBS, identity: str = "sql:db", major: int = 15) -> str:
@@ -69,8 +72,11 @@ def test_other_absolute_root_same_content_same_key(project: Path, tmp_path: Path
 
 def test_discovery_order_and_glob_order_do_not_matter(project: Path, tmp_path: Path) -> None:
     # Same files created in reverse order (directory listing order differs), globs listed differently.
-    files = {str(p.relative_to(project)): p.read_text() for p in sorted(project.rglob("*"), reverse=True)
-             if p.is_file()}
+    files = {
+        str(p.relative_to(project)): p.read_text()
+        for p in sorted(project.rglob("*"), reverse=True)
+        if p.is_file()
+    }
     other = make_project(tmp_path / "reversed", files)
     assert key_of(other, ["db/nested/*.sql", "db/*.sql"]) == key_of(project, ["db/*.sql", "db/nested/*.sql"])
     # Overlapping globs count a file once.
@@ -117,19 +123,27 @@ def test_absolute_glob_rejected(project: Path) -> None:
 
 
 def test_glob_syntax(tmp_path: Path) -> None:
-    root = make_project(tmp_path / "p", {
-        "app/migrations/0001_initial.py": "1",
-        "app/migrations/__init__.py": "",
-        "app/sub/deep/migrations/0001_x.py": "2",
-        "app/migrations/notes.txt": "n",
-        ".venv/lib/site-packages/django/contrib/auth/migrations/0001_initial.py": "venv",
-        "node_modules/x/migrations/0001.py": "js",
-        "db/a1.sql": "a", "db/b2.sql": "b", "db/only_dir/x.sql": "x",
-        "../shared/common.sql": "shared",
-    })
+    root = make_project(
+        tmp_path / "p",
+        {
+            "app/migrations/0001_initial.py": "1",
+            "app/migrations/__init__.py": "",
+            "app/sub/deep/migrations/0001_x.py": "2",
+            "app/migrations/notes.txt": "n",
+            ".venv/lib/site-packages/django/contrib/auth/migrations/0001_initial.py": "venv",
+            "node_modules/x/migrations/0001.py": "js",
+            "db/a1.sql": "a",
+            "db/b2.sql": "b",
+            "db/only_dir/x.sql": "x",
+            "../shared/common.sql": "shared",
+        },
+    )
     files, _ = match_inputs(root, ["**/migrations/*.py"])
-    assert files == ["app/migrations/0001_initial.py", "app/migrations/__init__.py",
-                     "app/sub/deep/migrations/0001_x.py"]
+    assert files == [
+        "app/migrations/0001_initial.py",
+        "app/migrations/__init__.py",
+        "app/sub/deep/migrations/0001_x.py",
+    ]
     files, _ = match_inputs(root, ["**/migrations/*.py", "!**/__init__.py"])
     assert "app/migrations/__init__.py" not in files and len(files) == 2
     assert match_inputs(root, ["db/[a]?.sql"])[0] == ["db/a1.sql"]

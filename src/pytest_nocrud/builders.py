@@ -35,8 +35,16 @@ from .errors import BuildError
 from .sqlrunner import SqlFileError, display_path, run_sql_files, sql_files_in
 
 __all__ = [
-    "ACCEPTED_FORMS", "BuildError", "Builder", "CommandBuilder", "DjangoBuilder", "PythonBuilder",
-    "SqlBuilder", "SqlFileError", "detect_django_project", "parse_builder",
+    "ACCEPTED_FORMS",
+    "BuildError",
+    "Builder",
+    "CommandBuilder",
+    "DjangoBuilder",
+    "PythonBuilder",
+    "SqlBuilder",
+    "SqlFileError",
+    "detect_django_project",
+    "parse_builder",
 ]
 
 Log = Callable[[str], None]
@@ -183,8 +191,7 @@ class CommandBuilder(_SqlFixturesMixin, Builder):
         if code != 0:
             raise BuildError(
                 f"builder command failed with exit code {code}: {self.command}\n"
-                f"(cwd {self.root}, database {target.masked()})\n"
-                + _format_tail(tail)
+                f"(cwd {self.root}, database {target.masked()})\n" + _format_tail(tail)
             )
         self._load_sql_fixtures(target, log)
 
@@ -372,8 +379,15 @@ def _run_tool(
     started = time.perf_counter()
     try:
         proc = subprocess.Popen(
-            cmd, shell=shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            cmd,
+            shell=shell,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
         )
     except OSError as e:
         raise BuildError(f"cannot run {cmd if shell else ' '.join(cmd)}: {e}") from e

@@ -30,10 +30,24 @@ TEMPLATE_FORMAT_VERSION = 1
 
 TEMPLATE_PREFIX = "nocrud_tpl_"
 
-SKIPPED_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".venv", "venv", "site-packages", "node_modules", "__pycache__",
-    ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs",
-})
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "site-packages",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".eggs",
+    }
+)
 
 _CHUNK = 1 << 20
 
@@ -177,7 +191,7 @@ def _expand(root: Path, pattern: str) -> Iterator[str]:
         if _has_magic(seg):
             break
         literal.append(seg)
-    rest = segments[len(literal):]
+    rest = segments[len(literal) :]
     base = os.path.normpath(os.path.join(root, *literal)) if literal else os.path.normpath(root)
     if not rest:
         if os.path.isfile(base):
@@ -195,7 +209,8 @@ def _expand(root: Path, pattern: str) -> Iterator[str]:
             dirnames[:] = []
         else:
             dirnames[:] = [
-                d for d in dirnames
+                d
+                for d in dirnames
                 if d not in SKIPPED_DIRS and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg"))
             ]
         if max_depth is not None and depth > max_depth:

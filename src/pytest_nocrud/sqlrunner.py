@@ -110,8 +110,7 @@ def display_path(path: Path, root: Path) -> str:
 # --- failure explanation --------------------------------------------------------------------------
 
 
-def _file_error(conn: psycopg.Connection[Any],
-                shown: str, text: str, err: psycopg.Error) -> SqlFileError:
+def _file_error(conn: psycopg.Connection[Any], shown: str, text: str, err: psycopg.Error) -> SqlFileError:
     diag = err.diag
     primary = diag.message_primary or str(err).strip()
     offset: int | None = None  # 0-based character offset into ``text``
@@ -131,8 +130,11 @@ def _file_error(conn: psycopg.Connection[Any],
         parts.append(gutter + src)
         caret_pad = "".join(c if c == "\t" else " " for c in src[:col])
         parts.append(" " * len(gutter) + caret_pad + "^")
-    for label, value in (("DETAIL", diag.message_detail), ("HINT", diag.message_hint),
-                         ("CONTEXT", diag.context)):
+    for label, value in (
+        ("DETAIL", diag.message_detail),
+        ("HINT", diag.message_hint),
+        ("CONTEXT", diag.context),
+    ):
         if value:
             parts.append(f"{label}: {value}")
     return SqlFileError(
@@ -210,7 +212,7 @@ def split_statements(text: str) -> list[tuple[int, str]]:
             continue
         if c == ";":
             if code_start is not None:
-                out.append((code_start, text[code_start:i + 1]))
+                out.append((code_start, text[code_start : i + 1]))
             code_start = None
             i += 1
             continue
