@@ -1,0 +1,101 @@
+"""Shared helpers for the benchmark scripts: summary statistics, the machine line, and RESULTS.md sections.
+
+Each benchmark owns one ``## `` section of bench/RESULTS.md and rewrites only that section, so scripts
+written by different people can update the file independently without clobbering each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_TITLE = "# pytest-nocrud benchmarks"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Summary of repeated timings in seconds; the median is the headline (robust to one slow outlier)."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        """Nearest-rank 90th percentile: an observed value, meaningful for small N."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+    def minus(self, baseline: float) -> Stats:
+        return Stats(tuple(s - baseline for s in self.samples))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def stats_table(rows: Sequence[tuple[str, Stats]]) -> str:
+    """A markdown table in milliseconds: name, N, median, p90, min, max."""
+    lines = [
+        "| measurement | N | median ms | p90 ms | min ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in rows:
+        lines.append(
+            f"| {name} | {len(s.samples)} | {ms(s.median)} | {ms(s.p90)} | {ms(s.min)} | {ms(s.max)} |"
+        )
+    return "\n".join(lines)
+
+
+def raw_line(name: str, s: Stats) -> str:
+    return f"- {name}: " + ", ".join(ms(x) for x in s.samples) + " ms"
+
+
+def machine_line(extra: str = "") -> str:
+    """What the figures depend on, so a reader can tell whether they apply to their machine."""
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [
+        f"`nproc` {cores}",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}",
+    ]
+    if extra:
+        parts.append(extra)
+    parts.append(today)
+    return "Machine: " + ", ".join(parts)
+
+
+def update_section(heading: str, body: str, path: Path = RESULTS) -> None:
+    """Replace the text from ``heading`` up to the next ``## `` heading (or append it); keep the rest."""
+    section = f"{heading}\n\n{body.strip()}\n"
+    text = path.read_text() if path.exists() else f"{RESULTS_TITLE}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+            len(lines),
+        )
+        rest = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
+    path.write_text(new)
