@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
+import sys
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 
 from . import config as nocrud_config
-from .fixtures import RUNTIME, nocrud_postgres
+from .fixtures import KEEP_AS, RUNTIME, nocrud_db, nocrud_postgres, nocrud_template
 from .procs import ProcessId
+from .report import summary_lines
 from .runtime import Runtime
 
-__all__ = ["nocrud_postgres"]
+__all__ = ["nocrud_db", "nocrud_postgres", "nocrud_template"]
 
 _OWNER_KEY = "nocrud_owner"
+_STATS_KEY = "nocrud_stats"
+_WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,15 +42,76 @@ def pytest_configure(config: pytest.Config) -> None:
         owner, is_controller = ProcessId.of(os.getpid()), workerinput is None
     if settings.serial and config.getoption("numprocesses", default=None):
         raise pytest.UsageError("--nocrud-serial runs flows one at a time: drop -n/--numprocesses.")
-    config.stash[RUNTIME] = Runtime(settings=settings, owner=owner, is_controller=is_controller)
+    worker = str(workerinput.get("workerid", "main")) if workerinput else "main"
+    config.stash[RUNTIME] = Runtime(
+        settings=settings,
+        owner=owner,
+        is_controller=is_controller,
+        worker=worker,
+        progress=_terminal_writer(config, worker),
+    )
+    config.stash[_WORKER_STATS] = []
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
+
+
+def _terminal_writer(config: pytest.Config, worker: str) -> Callable[[str], None]:
+    """Progress lines that reach the terminal even from inside a captured test or an xdist worker."""
+    prefix = "[nocrud]" if worker == "main" else f"[nocrud {worker}]"
+
+    def write(message: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        suspended = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with suspended:
+            sys.stderr.write(f"\n{prefix} {message}\n")
+            sys.stderr.flush()
+
+    return write
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     brief = item.config.stash[RUNTIME].earlier_failure(getattr(item, "fixturenames", ()))
     if brief:
         pytest.fail(brief, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    runtime = item.config.stash[RUNTIME]
+    if (
+        report.when == "call"
+        and report.failed
+        and runtime.settings.keep_failed
+        and "nocrud_db" in getattr(item, "fixturenames", ())
+        and runtime.has_pool
+    ):
+        name = _kept_name(item.nodeid)
+        item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
+        report.sections.append(("nocrud", f"database kept for inspection: {runtime.dsn_of(name)}"))
+    return report
+
+
+def _kept_name(nodeid: str) -> str:
+    """``nocrud_failed_<test>_<hash>``: recognisable, unique per test id, within 63 bytes."""
+    test = re.sub(r"[^A-Za-z0-9]+", "_", nodeid.rsplit("::", 1)[-1]).strip("_")[:32]
+    digest = hashlib.sha256(f"{nodeid}:{os.getpid()}".encode()).hexdigest()[:8]
+    return f"nocrud_failed_{test}_{digest}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_STATS_KEY] = session.config.stash[RUNTIME].stats()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    per_process = [*config.stash[_WORKER_STATS], config.stash[RUNTIME].stats()]
+    lines = summary_lines(per_process)
+    if lines:
+        terminalreporter.section("pytest-nocrud", sep="-")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -52,10 +121,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class _XdistHooks:
-    """Tell every xdist worker which process owns the run (leases name the controller)."""
+    """Controller side of xdist: name the run's owner for every worker; collect their stats."""
 
     def __init__(self, owner: ProcessId) -> None:
         self.owner = owner
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_OWNER_KEY] = self.owner.token
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        stats = getattr(node, "workeroutput", {}).get(_STATS_KEY)
+        if stats:
+            node.config.stash[_WORKER_STATS].append(stats)

@@ -10,11 +10,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from . import admin
+from .builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .config import Settings
+from .errors import BuildError
+from .key import compute_key
+from .pool import ClonePool, PoolError, choose_strategy, collect_garbage, pool_prefix
 from .procs import ProcessId
 from .server import EmbeddedCluster, PostgresServer, ServerError, check_dsn, default_home
+from .template import Template, ensure_template
 
 T = TypeVar("T")
 
@@ -27,14 +33,26 @@ class SetupFailed(Exception):
         self.brief = brief
 
 
+# Which fixtures need which shared resource: a failed resource fails only the tests that need it.
+NEEDED_BY: dict[str, frozenset[str] | None] = {
+    "PostgreSQL": None,  # every nocrud_* fixture
+    "template": frozenset({"nocrud_template", "nocrud_db", "nocrud_app", "nocrud_client",
+                           "nocrud_client_factory"}),
+    "clone pool": frozenset({"nocrud_db", "nocrud_app", "nocrud_client", "nocrud_client_factory"}),
+}  # fmt: skip
+
+
 @dataclasses.dataclass
 class Runtime:
     settings: Settings
     owner: ProcessId  # the run's controller process (xdist) or the single pytest process
     is_controller: bool
+    worker: str = "main"
+    progress: Callable[[str], None] = print
     _cache: dict[str, object] = dataclasses.field(default_factory=dict)
     _errors: dict[str, SetupFailed] = dataclasses.field(default_factory=dict)
     _cluster: EmbeddedCluster | None = None
+    _pool: ClonePool | None = None
 
     @property
     def home(self) -> Path:
@@ -48,12 +66,16 @@ class Runtime:
             raise SetupFailed(self._errors[what].brief, self._errors[what].brief)
         try:
             value = make()
-        except (ServerError, RuntimeError, OSError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except SetupFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
+            text = str(exc).strip() or type(exc).__name__
+            if not isinstance(exc, (ServerError, BuildError, PoolError, OSError)):
+                text = f"{type(exc).__name__}: {text}"
             failure = SetupFailed(
-                f"pytest-nocrud: {what} is not available:\n{exc}",
-                f"pytest-nocrud: {what} is not available ({first_line}); full error in the first "
-                "failing test of this worker.",
+                f"pytest-nocrud: {what} is not available:\n{text}",
+                f"pytest-nocrud: {what} is not available ({text.splitlines()[0]}); full error in the "
+                "first failing test of this worker.",
             )
             self._errors[what] = failure
             raise failure from None
@@ -66,9 +88,14 @@ class Runtime:
         pytest re-raises a failed session fixture's error in every later test; checking before setup
         lets those tests say it in one line instead of repeating the full report.
         """
-        if not self._errors or not any(name.startswith("nocrud_") for name in fixturenames):
-            return None
-        return next(iter(self._errors.values())).brief
+        names = [name for name in fixturenames if name.startswith("nocrud_")]
+        for what, failure in self._errors.items():
+            needed_by = NEEDED_BY.get(what)
+            if names and (needed_by is None or needed_by.intersection(names)):
+                return failure.brief
+        return None
+
+    # -- PostgreSQL ------------------------------------------------------------------------------
 
     def postgres(self) -> PostgresServer:
         return self.once("PostgreSQL", self._acquire_postgres)
@@ -79,8 +106,91 @@ class Runtime:
         self._cluster = EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
         return self._cluster.acquire(self.owner)
 
+    # -- template --------------------------------------------------------------------------------
+
+    def builder(self) -> Builder:
+        root = self.settings.rootpath
+        spec = self.settings.builder
+        if spec is None:
+            if detect_django_project(root) is None:
+                raise BuildError(
+                    "no template builder configured. Set nocrud_builder in the ini file to one of:\n  "
+                    + "\n  ".join(ACCEPTED_FORMS)
+                )
+            spec = "django"
+        try:
+            return parse_builder(spec, root=root, fixtures=self.settings.fixtures)
+        except ValueError as exc:
+            raise BuildError(f"nocrud_builder = {spec!r}: {exc}") from None
+
+    def template(self) -> Template:
+        return self.once("template", self._ensure_template)
+
+    def _ensure_template(self) -> Template:
+        server = self.postgres()
+        builder = self.builder()
+        inputs = self.settings.template_inputs or tuple(builder.default_inputs())
+        key = compute_key(self.settings.rootpath, inputs, builder.identity, server.major)
+        for glob in key.unmatched_globs:
+            self.progress(f"warning: nocrud_template_inputs line {glob!r} matches no file")
+        return ensure_template(
+            server.admin,
+            key,
+            builder,
+            lock_dir=self.home / "locks",
+            run_token=self.owner.token,
+            rebuild=self.settings.rebuild,
+            progress=self.progress,
+        )
+
+    # -- clone pool ------------------------------------------------------------------------------
+
+    def pool(self) -> ClonePool:
+        return self.once("clone pool", self._start_pool)
+
+    def _start_pool(self) -> ClonePool:
+        server, template = self.postgres(), self.template()
+        with admin.connect(server.admin, purpose="gc") as conn:
+            collect_garbage(conn)
+            fsync_on = admin.fsync_enabled(conn)
+        strategy = choose_strategy(self.settings.clone_strategy, server_major=server.major, fsync_on=fsync_on)
+        self._pool = ClonePool(
+            server.admin,
+            template.name,
+            prefix=pool_prefix(self.owner.token, self.worker),
+            size=self.settings.pool_size,
+            strategy=strategy,
+        )
+        return self._pool
+
+    @property
+    def has_pool(self) -> bool:
+        return self._pool is not None
+
+    def dsn_of(self, dbname: str) -> str:
+        """DSN of another database on the server in use (e.g. a kept failed test's)."""
+        return self.postgres().admin.with_db(dbname).dsn
+
+    # -- end of run ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What this process contributes to the terminal summary (plain data: crosses xdist)."""
+        out: dict[str, Any] = {}
+        server = self._cache.get("PostgreSQL")
+        if isinstance(server, PostgresServer):
+            out["server"] = {"embedded": server.embedded, "version": server.version}
+        template = self._cache.get("template")
+        if isinstance(template, Template):
+            out["template"] = dataclasses.asdict(template)
+        if self._pool is not None:
+            out["handoff_ms"] = list(self._pool.handoff_ms)
+        return out
+
     def close(self) -> None:
-        """End of the run (controller / single process): give the embedded server back."""
+        """End of this process: drop its pool; the run's owner also gives the embedded server back."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
         if not self.is_controller or self.settings.dsn:
             return
         if any(self.home.glob(f"pg*/leases/{self.owner.token}")):  # only if this run used the server
