@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import httpx
 import pytest
 
+from .app import AppLog, AppProcess
+from .auth import AsBearer, AsUser, new_client
 from .runtime import Runtime, SetupFailed
 from .server import PostgresServer
 from .template import Template
 from .testdb import TestDatabase
+from .timeline import RequestLog, make_client
 
 RUNTIME = pytest.StashKey[Runtime]()
 KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept
+REQUESTS = pytest.StashKey[RequestLog]()  # this test's HTTP requests, shown when it fails
+APP_LOG_FROM = pytest.StashKey[tuple[AppLog, int]]()  # app log offset at this test's start
 T = TypeVar("T")
 
 
@@ -44,6 +50,64 @@ def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iter
     kept = request.node.stash.get(KEEP_AS, None)
     if kept:
         pool.keep_current(kept)
+
+
+def _app_scope(fixture_name: str, config: pytest.Config) -> str:
+    """nocrud_app_scope = test restarts the app for every test; the default keeps one per worker."""
+    return "function" if runtime_of(config).settings.app_scope == "test" else "session"
+
+
+@pytest.fixture(scope=_app_scope)  # type: ignore[arg-type]
+def nocrud_app(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[AppProcess]:
+    """The live app server: ``.url``, ``.port``, ``.log_path``."""
+    runtime = runtime_of(request.config)
+    if runtime.settings.app_scope == "test":
+        request.getfixturevalue("nocrud_db")  # this test's clone first, then an app on it
+        app = _or_fail(runtime.new_app)
+        yield app
+        app.stop()
+    else:
+        yield _or_fail(runtime.app)
+
+
+@pytest.fixture
+def nocrud_client(
+    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess
+) -> Iterator[httpx.Client]:
+    """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
+    log = RequestLog()
+    request.node.stash[REQUESTS] = log
+    with make_client(nocrud_app.url, log=log) as client:
+        yield client
+
+
+@pytest.fixture
+def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[..., httpx.Client]]:
+    """Make more clients of the same app (e.g. a second logged-in user); they share the request log.
+
+    ``nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))`` returns a logged-in client.
+    """
+    made: list[httpx.Client] = []
+
+    def make(as_user: AsUser | AsBearer | None = None, label: str | None = None) -> httpx.Client:
+        client = new_client(nocrud_client, as_user=as_user, label=label)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
+    """``@pytest.mark.crud_flow`` brings a fresh database and the app; remember where its log starts."""
+    if request.node.get_closest_marker("crud_flow") is not None:
+        request.getfixturevalue("nocrud_db")
+        request.getfixturevalue("nocrud_app")
+    if "nocrud_app" in request.fixturenames:
+        app: AppProcess = request.getfixturevalue("nocrud_app")
+        request.node.stash[APP_LOG_FROM] = (app.log, app.log.offset())
 
 
 def _or_fail(make: Callable[[], T]) -> T:

@@ -13,12 +13,32 @@ from typing import Any
 import pytest
 
 from . import config as nocrud_config
-from .fixtures import KEEP_AS, RUNTIME, nocrud_db, nocrud_postgres, nocrud_template
+from .fixtures import (
+    APP_LOG_FROM,
+    KEEP_AS,
+    REQUESTS,
+    RUNTIME,
+    _nocrud_test_context,
+    nocrud_app,
+    nocrud_client,
+    nocrud_client_factory,
+    nocrud_db,
+    nocrud_postgres,
+    nocrud_template,
+)
 from .procs import ProcessId
 from .report import summary_lines
 from .runtime import Runtime
 
-__all__ = ["nocrud_db", "nocrud_postgres", "nocrud_template"]
+__all__ = [
+    "_nocrud_test_context",
+    "nocrud_app",
+    "nocrud_client",
+    "nocrud_client_factory",
+    "nocrud_db",
+    "nocrud_postgres",
+    "nocrud_template",
+]
 
 _OWNER_KEY = "nocrud_owner"
 _STATS_KEY = "nocrud_stats"
@@ -70,7 +90,10 @@ def _terminal_writer(config: pytest.Config, worker: str) -> Callable[[str], None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    brief = item.config.stash[RUNTIME].earlier_failure(getattr(item, "fixturenames", ()))
+    needs = list(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("crud_flow") is not None:
+        needs += ["nocrud_db", "nocrud_app"]
+    brief = item.config.stash[RUNTIME].earlier_failure(needs)
     if brief:
         pytest.fail(brief, pytrace=False)
 
@@ -79,6 +102,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
     runtime = item.config.stash[RUNTIME]
+    if report.failed:
+        _attach_diagnostics(item, report)
     if (
         report.when == "call"
         and report.failed
@@ -90,6 +115,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
         report.sections.append(("nocrud", f"database kept for inspection: {runtime.dsn_of(name)}"))
     return report
+
+
+def _attach_diagnostics(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed test's HTTP requests and the app's log lines written during this test only."""
+    requests = item.stash.get(REQUESTS, None)
+    if requests is not None and len(requests):
+        report.sections.append(("nocrud requests", requests.format_table()))
+    log_from = item.stash.get(APP_LOG_FROM, None)
+    if log_from is not None:
+        log, offset = log_from
+        lines = log.since(offset).rstrip()
+        report.sections.append((f"app log ({log.path})", lines or "(no output during this test)"))
 
 
 def _kept_name(nodeid: str) -> str:

@@ -81,6 +81,11 @@ class ClonePool:
         self._thread.start()
 
     @property
+    def has_stable(self) -> bool:
+        """True once a clone sits under the stable name (the app can be pointed at it)."""
+        return self._has_stable
+
+    @property
     def info(self) -> ConnInfo:
         """Where the current test's database lives (stable name)."""
         return self.server.with_db(self.stable)

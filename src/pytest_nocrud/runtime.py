@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import admin
+from .app import AppLog, AppProcess, AppSpec, AppStartError, stop_registered
 from .builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .config import Settings
 from .errors import BuildError
@@ -33,12 +34,15 @@ class SetupFailed(Exception):
         self.brief = brief
 
 
+DJANGO_APP_COMMAND = "{python} manage.py runserver {host}:{port} --noreload"
+
 # Which fixtures need which shared resource: a failed resource fails only the tests that need it.
 NEEDED_BY: dict[str, frozenset[str] | None] = {
     "PostgreSQL": None,  # every nocrud_* fixture
     "template": frozenset({"nocrud_template", "nocrud_db", "nocrud_app", "nocrud_client",
                            "nocrud_client_factory"}),
     "clone pool": frozenset({"nocrud_db", "nocrud_app", "nocrud_client", "nocrud_client_factory"}),
+    "app": frozenset({"nocrud_app", "nocrud_client", "nocrud_client_factory"}),
 }  # fmt: skip
 
 
@@ -53,6 +57,7 @@ class Runtime:
     _errors: dict[str, SetupFailed] = dataclasses.field(default_factory=dict)
     _cluster: EmbeddedCluster | None = None
     _pool: ClonePool | None = None
+    _app: AppProcess | None = None
 
     @property
     def home(self) -> Path:
@@ -70,7 +75,7 @@ class Runtime:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
             text = str(exc).strip() or type(exc).__name__
-            if not isinstance(exc, (ServerError, BuildError, PoolError, OSError)):
+            if not isinstance(exc, (ServerError, BuildError, PoolError, AppStartError, OSError)):
                 text = f"{type(exc).__name__}: {text}"
             failure = SetupFailed(
                 f"pytest-nocrud: {what} is not available:\n{text}",
@@ -171,6 +176,50 @@ class Runtime:
         """DSN of another database on the server in use (e.g. a kept failed test's)."""
         return self.postgres().admin.with_db(dbname).dsn
 
+    # -- app server ------------------------------------------------------------------------------
+
+    def app_spec(self) -> AppSpec:
+        settings = self.settings
+        command, cwd = settings.app_command, settings.rootpath
+        if command is None:
+            manage_py = detect_django_project(settings.rootpath)
+            if manage_py is None:
+                raise AppStartError(
+                    "no app command configured. Set nocrud_app_command in the ini file, e.g.\n"
+                    "  nocrud_app_command = {python} -m uvicorn myapp:app --host {host} --port {port}"
+                )
+            command, cwd = DJANGO_APP_COMMAND, manage_py.parent
+        return AppSpec(
+            command=command,
+            cwd=cwd,
+            ready_path=settings.app_ready_path,
+            start_timeout=settings.app_start_timeout,
+            extra_env=settings.app_env,
+        )
+
+    def app_log(self) -> AppLog:
+        return self.once(
+            "app log", lambda: AppLog(self.home / "logs" / f"app-{self.owner.pid}-{self.worker}.log")
+        )
+
+    def new_app(self) -> AppProcess:
+        """Start an app on this worker's stable database (a clone must be in place to answer probes)."""
+        pool = self.pool()
+        if not pool.has_stable:
+            pool.handoff()
+        app = AppProcess(self.app_spec(), pool.info, self.app_log(), registry=self._app_registry)
+        app.start()
+        return app
+
+    def app(self) -> AppProcess:
+        """The worker's app (nocrud_app_scope = worker), started on first use."""
+        self._app = self.once("app", self.new_app)
+        return self._app
+
+    @property
+    def _app_registry(self) -> Path:
+        return self.home / "apps" / self.owner.token
+
     # -- end of run ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -188,10 +237,16 @@ class Runtime:
 
     def close(self) -> None:
         """End of this process: drop its pool; the run's owner also gives the embedded server back."""
+        if self._app is not None:
+            self._app.stop()
+            self._app = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()
-        if not self.is_controller or self.settings.dsn:
+        if not self.is_controller:
+            return
+        stop_registered(self._app_registry)  # apps of workers that died without cleaning up
+        if self.settings.dsn:
             return
         if any(self.home.glob(f"pg*/leases/{self.owner.token}")):  # only if this run used the server
             cluster = self._cluster or EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)

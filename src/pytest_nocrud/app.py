@@ -1,0 +1,294 @@
+"""The app server process: free loopback port, environment, readiness, logs, teardown.
+
+The app runs in its own process group so teardown can end it together with anything it spawned
+(a shell, an autoreloader) -- TERM first, KILL after a grace period. Every process group started in a
+run is also registered on disk under the run's owner, so the owner can end groups whose worker died
+abruptly: no orphan app survives a run.
+
+Its stdout and stderr go, line by line and prefixed ``[app:<port>]``, to a per-worker log file; a test
+remembers the file offset when it starts, so a failure report can show just that test's lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from .conninfo import ConnInfo
+from .procs import wait_gone
+
+HOST = "127.0.0.1"  # loopback only, never a public interface
+PORT_ATTEMPTS = 3
+STOP_GRACE = 5.0
+_PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
+
+
+class AppStartError(RuntimeError):
+    """The app did not come up; the message has the exit code or reason and its last log lines."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AppSpec:
+    """How to start the app, independent of which port or database it gets."""
+
+    command: str  # with {port} {host} {python} placeholders
+    cwd: Path
+    ready_path: str = "/"
+    start_timeout: float = 30.0
+    extra_env: tuple[tuple[str, str], ...] = ()  # nocrud_app_env lines; placeholders filled per start
+
+
+def free_port() -> int:
+    """A port the OS considers free right now (another process may still take it: start() retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The contract's app environment: ours + DATABASE_URL/PG* + the user's lines (placeholders filled)."""
+    env = dict(os.environ)
+    env.update(db.env())
+    values = {
+        "dbname": db.dbname,
+        "host": db.host,
+        "port": str(db.port),
+        "user": db.user,
+        "password": db.password,
+        "dsn": db.dsn,
+        "app_port": str(app_port),
+    }
+    for name, template in extra:
+        try:
+            env[name] = template.format_map(values)
+        except (KeyError, ValueError) as exc:
+            raise AppStartError(
+                f"nocrud_app_env line {name}={template!r}: unknown placeholder {exc}; "
+                f"known: {', '.join('{' + key + '}' for key in values)}"
+            ) from None
+    return env
+
+
+def render_command(command: str, port: int) -> str:
+    try:
+        return command.format(port=port, host=HOST, python=shlex.quote(sys.executable))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise AppStartError(
+            f"nocrud_app_command {command!r}: unknown placeholder {exc}; known: {{port}} {{host}} {{python}}"
+        ) from None
+
+
+class AppLog:
+    """The per-worker log file and the thread that copies the app's output into it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the log
+        self._lock = threading.Lock()
+
+    def follow(self, stream: IO[str], prefix: str) -> threading.Thread:
+        def copy() -> None:
+            for line in stream:
+                with self._lock:
+                    self._file.write(f"{prefix} {line.rstrip()}\n")
+                    self._file.flush()
+
+        thread = threading.Thread(target=copy, name=f"nocrud-applog {prefix}", daemon=True)
+        thread.start()
+        return thread
+
+    def offset(self) -> int:
+        with self._lock:
+            return self._file.tell()
+
+    def since(self, offset: int, *, settle: float = 0.2) -> str:
+        """Lines written after ``offset``; waits up to ``settle`` s for in-flight lines to land."""
+        deadline = time.monotonic() + settle
+        size = -1
+        while time.monotonic() < deadline:
+            current = self.path.stat().st_size
+            if current == size:
+                break
+            size = current
+            time.sleep(0.02)
+        with open(self.path, encoding="utf-8", errors="replace") as reader:
+            reader.seek(offset)
+            return reader.read()
+
+    def tail(self, offset: int, lines: int = 25) -> str:
+        return "\n".join(self.since(offset, settle=0.05).splitlines()[-lines:])
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class AppProcess:
+    """One running app. ``start()`` returns once it answers HTTP on ``ready_path``."""
+
+    def __init__(self, spec: AppSpec, db: ConnInfo, log: AppLog, registry: Path | None = None) -> None:
+        self.spec = spec
+        self.db = db
+        self.log = log
+        self.registry = registry
+        self.port = 0
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log.path
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        last_error: AppStartError | None = None
+        for _ in range(PORT_ATTEMPTS):
+            try:
+                self._start_once(free_port())
+                return
+            except _PortTaken as taken:
+                last_error = AppStartError(str(taken))
+        assert last_error is not None
+        raise last_error
+
+    def _start_once(self, port: int) -> None:
+        self.port = port
+        command = render_command(self.spec.command, port)
+        env = app_environment(self.db, port, self.spec.extra_env)
+        offset = self.log.offset()
+        self._proc = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=self.spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,  # own process group: Ctrl-C goes through us, teardown kills the group
+        )
+        self._register()
+        assert self._proc.stdout is not None
+        self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]")
+        try:
+            self._wait_ready(command, offset)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, command: str, offset: int) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.spec.start_timeout
+        url = self.url + self.spec.ready_path
+        delay = 0.01
+        with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as probe:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    if self._reader:
+                        self._reader.join(timeout=2)
+                    tail = self.log.tail(offset)
+                    if any(marker in tail.lower() for marker in _PORT_IN_USE):
+                        raise _PortTaken(f"port {self.port} was taken before the app could bind it:\n{tail}")
+                    raise AppStartError(
+                        f"the app exited with code {code} during start-up.\n  command: {command}\n"
+                        f"  last log lines ({self.log.path}):\n{_indent(tail)}"
+                    )
+                try:
+                    response = probe.get(url)
+                    if response.status_code < 500:
+                        return
+                    last = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                if time.monotonic() > deadline:
+                    raise AppStartError(
+                        f"the app did not answer GET {self.spec.ready_path} with a status below 500 within "
+                        f"{self.spec.start_timeout:.0f}s (last: {last}). Check nocrud_app_ready_path and "
+                        f"nocrud_app_start_timeout.\n  command: {command}\n"
+                        f"  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+
+    def stop(self) -> None:
+        """TERM the whole process group, KILL after a grace period; collect the exit status."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        stop_group(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=STOP_GRACE)
+        if self._reader:
+            self._reader.join(timeout=2)
+        if proc.stdout:
+            proc.stdout.close()
+        self._unregister(proc.pid)
+
+    def _register(self) -> None:
+        if self.registry is not None and self._proc is not None:
+            self.registry.mkdir(parents=True, exist_ok=True)
+            (self.registry / str(self._proc.pid)).touch()
+
+    def _unregister(self, pid: int) -> None:
+        if self.registry is not None:
+            (self.registry / str(pid)).unlink(missing_ok=True)
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def stop_group(pgid: int) -> None:
+    """End a process group: SIGTERM, then SIGKILL whatever is left after the grace period."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pgid, STOP_GRACE):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        wait_gone(pgid, 2.0)
+    # Members other than the leader may linger a moment after the leader went; KILL them too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def stop_registered(registry: Path) -> int:
+    """End app groups whose worker died without stopping them (the run owner calls this last)."""
+    stopped = 0
+    for entry in registry.glob("*") if registry.is_dir() else []:
+        with contextlib.suppress(ValueError):
+            stop_group(int(entry.name))
+            stopped += 1
+        entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        registry.rmdir()
+    return stopped
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines()) or "    (no output)"
