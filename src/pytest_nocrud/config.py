@@ -208,12 +208,21 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         start_timeout = -1.0
     if not 0 < start_timeout <= 3600:
         raise pytest.UsageError(f"{timeout_value.source} = {timeout_value.raw!r}: seconds from 0 to 3600.")
+    serial = bool(get("nocrud_serial").raw)
+    app_url = env.get("NOCRUD_APP_URL") or None
+    if serial and not app_url:
+        raise pytest.UsageError(
+            "--nocrud-serial runs flows against an app you started: set NOCRUD_APP_URL "
+            "(e.g. http://127.0.0.1:8000) and NOCRUD_DSN / DATABASE_URL / PG* for its database."
+        )
+    if app_url and not app_url.startswith(("http://", "https://")):
+        raise pytest.UsageError(f"NOCRUD_APP_URL = {app_url!r}: expected an http:// or https:// URL.")
     return Settings(
         rootpath=Path(config.rootpath),
         dsn=_dsn(get("nocrud_dsn")),
         data_dir=Path(data_dir).expanduser().absolute() if data_dir else None,
         pg_bindir=text("nocrud_pg_bindir"),
-        serial=bool(get("nocrud_serial").raw),
+        serial=serial,
         rebuild=bool(get("nocrud_rebuild").raw),
         keep_failed=bool(get("nocrud_keep_failed").raw),
         html=Path(html) if html else None,
@@ -228,5 +237,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         pool_size=_int_in(get("nocrud_pool_size"), "nocrud_pool_size", 1, 16),
         clone_strategy=_choice(get("nocrud_clone_strategy"), CLONE_STRATEGIES),
         serial_reset=text("nocrud_serial_reset"),
-        app_url=env.get("NOCRUD_APP_URL") or None,
+        app_url=app_url.rstrip("/") if app_url else None,
     )

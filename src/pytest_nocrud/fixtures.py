@@ -11,6 +11,7 @@ import pytest
 from .app import AppLog, AppProcess
 from .auth import AsBearer, AsUser, new_client
 from .runtime import Runtime, SetupFailed
+from .serial import ExternalApp
 from .server import PostgresServer
 from .template import Template
 from .testdb import TestDatabase
@@ -42,14 +43,13 @@ def nocrud_template(request: pytest.FixtureRequest, nocrud_postgres: PostgresSer
 @pytest.fixture
 def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[TestDatabase]:
     """This test's fresh database: ``.name``, ``.dsn``, ``.connect()``."""
-    pool = _or_fail(runtime_of(request.config).pool)
-    pool.handoff()
-    database = TestDatabase(pool.info)
+    runtime = runtime_of(request.config)
+    database = TestDatabase(_or_fail(runtime.fresh_database))
     yield database
     database.close()
     kept = request.node.stash.get(KEEP_AS, None)
     if kept:
-        pool.keep_current(kept)
+        runtime.keep_database(kept)
 
 
 def _app_scope(fixture_name: str, config: pytest.Config) -> str:
@@ -58,10 +58,12 @@ def _app_scope(fixture_name: str, config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope=_app_scope)  # type: ignore[arg-type]
-def nocrud_app(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[AppProcess]:
+def nocrud_app(
+    request: pytest.FixtureRequest, nocrud_template: Template
+) -> Iterator[AppProcess | ExternalApp]:
     """The live app server: ``.url``, ``.port``, ``.log_path``."""
     runtime = runtime_of(request.config)
-    if runtime.settings.app_scope == "test":
+    if runtime.settings.app_scope == "test" and not runtime.settings.serial:
         request.getfixturevalue("nocrud_db")  # this test's clone first, then an app on it
         app = _or_fail(runtime.new_app)
         yield app
@@ -72,7 +74,7 @@ def nocrud_app(request: pytest.FixtureRequest, nocrud_template: Template) -> Ite
 
 @pytest.fixture
 def nocrud_client(
-    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess
+    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess | ExternalApp
 ) -> Iterator[httpx.Client]:
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     log = RequestLog()
@@ -106,8 +108,9 @@ def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("nocrud_db")
         request.getfixturevalue("nocrud_app")
     if "nocrud_app" in request.fixturenames:
-        app: AppProcess = request.getfixturevalue("nocrud_app")
-        request.node.stash[APP_LOG_FROM] = (app.log, app.log.offset())
+        app = request.getfixturevalue("nocrud_app")
+        if isinstance(app, AppProcess):
+            request.node.stash[APP_LOG_FROM] = (app.log, app.log.offset())
 
 
 def _or_fail(make: Callable[[], T]) -> T:

@@ -8,18 +8,21 @@ setup error is reported in full once per process and briefly afterwards.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import admin
+from . import admin, serial
 from .app import AppLog, AppProcess, AppSpec, AppStartError, stop_registered
 from .builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .config import Settings
+from .conninfo import ConnInfo
 from .errors import BuildError
 from .key import compute_key
 from .pool import ClonePool, PoolError, choose_strategy, collect_garbage, pool_prefix
 from .procs import ProcessId
+from .serial import ExternalApp, SerialError
 from .server import EmbeddedCluster, PostgresServer, ServerError, check_dsn, default_home
 from .template import Template, ensure_template
 
@@ -75,7 +78,7 @@ class Runtime:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
             text = str(exc).strip() or type(exc).__name__
-            if not isinstance(exc, (ServerError, BuildError, PoolError, AppStartError, OSError)):
+            if not isinstance(exc, (ServerError, BuildError, PoolError, AppStartError, SerialError, OSError)):
                 text = f"{type(exc).__name__}: {text}"
             failure = SetupFailed(
                 f"pytest-nocrud: {what} is not available:\n{text}",
@@ -106,6 +109,9 @@ class Runtime:
         return self.once("PostgreSQL", self._acquire_postgres)
 
     def _acquire_postgres(self) -> PostgresServer:
+        if self.settings.serial:
+            db = self.serial_db
+            return PostgresServer(admin=db, version=serial.server_version(db), embedded=False)
         if self.settings.dsn:
             return check_dsn(self.settings.dsn)
         self._cluster = EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
@@ -133,6 +139,8 @@ class Runtime:
 
     def _ensure_template(self) -> Template:
         server = self.postgres()
+        if self.settings.serial:  # provisions nothing: the "template" is the database in use
+            return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
         inputs = self.settings.template_inputs or tuple(builder.default_inputs())
         key = compute_key(self.settings.rootpath, inputs, builder.identity, server.major)
@@ -176,6 +184,27 @@ class Runtime:
         """DSN of another database on the server in use (e.g. a kept failed test's)."""
         return self.postgres().admin.with_db(dbname).dsn
 
+    # -- a test's database -------------------------------------------------------------------------
+
+    @property
+    def serial_db(self) -> ConnInfo:
+        return serial.database_from_env(self.settings.dsn, os.environ)
+
+    def fresh_database(self) -> ConnInfo:
+        """Before a test: a fresh clone under the stable name (serial mode: the reset command, if any)."""
+        if self.settings.serial:
+            self.postgres()
+            if self.settings.serial_reset:
+                serial.run_reset(self.settings.serial_reset, self.serial_db, self.settings.rootpath)
+            return self.serial_db
+        pool = self.pool()
+        pool.handoff()
+        return pool.info
+
+    def keep_database(self, name: str) -> None:
+        if self._pool is not None:
+            self._pool.keep_current(name)
+
     # -- app server ------------------------------------------------------------------------------
 
     def app_spec(self) -> AppSpec:
@@ -211,8 +240,10 @@ class Runtime:
         app.start()
         return app
 
-    def app(self) -> AppProcess:
-        """The worker's app (nocrud_app_scope = worker), started on first use."""
+    def app(self) -> AppProcess | ExternalApp:
+        """The worker's app (nocrud_app_scope = worker), started on first use; serial: NOCRUD_APP_URL."""
+        if self.settings.serial:
+            return ExternalApp(str(self.settings.app_url))
         self._app = self.once("app", self.new_app)
         return self._app
 
