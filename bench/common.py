@@ -12,7 +12,8 @@ import math
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -99,3 +100,34 @@ def update_section(heading: str, body: str, path: Path = RESULTS) -> None:
         rest = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
     path.write_text(new)
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies over all CPUs from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def cpu_idle(window: float = 1.0) -> float:
+    """Fraction of CPU time idle over ``window`` seconds (1.0 where /proc/stat is missing)."""
+    try:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+    except OSError:
+        return 1.0
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(max_wait: float, idle: float = 0.9, log: Callable[[str], None] = print) -> float:
+    """Wait (up to ``max_wait`` s) for a window where the CPUs are ``idle`` free; return the last idle.
+
+    Timings on a shared 2-core machine are meaningless while another job runs there; starting in a quiet
+    window (and reporting the idle fraction) keeps runs comparable.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        seen = cpu_idle(2.0)
+        if seen >= idle or time.monotonic() >= deadline:
+            return seen
+        log(f"waiting for a quiet machine: CPU idle {seen:.0%} < {idle:.0%}")

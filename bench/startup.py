@@ -27,7 +27,16 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from common import RESULTS, Stats, machine_line, raw_line, stats_table, update_section
+from common import (
+    RESULTS,
+    Stats,
+    cpu_idle,
+    machine_line,
+    raw_line,
+    stats_table,
+    update_section,
+    wait_until_quiet,
+)
 
 from pytest_nocrud.procs import ProcessId
 from pytest_nocrud.server import EmbeddedCluster
@@ -53,9 +62,11 @@ def new_home() -> Path:
 
 
 def remove_home(home: Path) -> None:
+    """Delete and sync, so the deletion's disk work (journal, discard) is not billed to the next timing."""
     shutil.rmtree(home, ignore_errors=True)
     if home in _homes:
         _homes.remove(home)
+    os.sync()
 
 
 def log(message: str) -> None:
@@ -85,6 +96,21 @@ def time_release(cluster: EmbeddedCluster) -> float:
     return elapsed
 
 
+def time_bare_initdb(cluster: EmbeddedCluster, base: Path) -> float:
+    """initdb alone with the plugin's flags on ``base``'s filesystem: attributes cold cost to the disk."""
+    home = Path(base) / f"{BENCH_PREFIX}{uuid.uuid4().hex}"
+    _homes.append(home)
+    _created.append(home)
+    cluster.run_as.own(home)
+    args = [str(cluster.bindir / "initdb"), "-D", str(home / "data"), "-U", "postgres"]
+    args += ["--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C", "--no-sync"]
+    t0 = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True, cwd="/", **cluster.run_as.popen_kwargs())
+    elapsed = time.perf_counter() - t0
+    remove_home(home)
+    return elapsed
+
+
 def server_version(home: Path) -> str:
     """The version the running server reports (not just the binary's), for the machine line."""
     cluster = EmbeddedCluster(home)
@@ -101,7 +127,9 @@ def server_version(home: Path) -> str:
 def bench_cluster(n_cold: int, n_warm: int) -> tuple[dict[str, Stats], str]:
     warm_home = new_home()
     version = server_version(warm_home)  # also: initdb the warm home once, beforehand
-    cold, cold_find, warm, warm_find, stop = [], [], [], [], []
+    cold, cold_find, warm, warm_find, stop, disk, shm = [], [], [], [], [], [], []
+    probe = EmbeddedCluster(warm_home)  # only for its binaries and OS user
+    tmpfs = Path("/dev/shm")
     for i in range(max(n_cold, n_warm)):
         if i < n_cold:
             home = new_home()
@@ -110,7 +138,10 @@ def bench_cluster(n_cold: int, n_warm: int) -> tuple[dict[str, Stats], str]:
             remove_home(home)
             cold.append(total)
             cold_find.append(find)
-            log(f"cold acquire #{i + 1}: {total * 1000:.0f} ms")
+            disk.append(time_bare_initdb(probe, Path("/var/tmp")))
+            if tmpfs.is_dir():
+                shm.append(time_bare_initdb(probe, tmpfs))
+            log(f"cold acquire #{i + 1}: {total * 1000:.0f} ms (bare initdb {disk[-1] * 1000:.0f} ms)")
         if i < n_warm:
             total, find, cluster = time_acquire(warm_home)
             stop.append(time_release(cluster))
@@ -118,12 +149,15 @@ def bench_cluster(n_cold: int, n_warm: int) -> tuple[dict[str, Stats], str]:
             warm_find.append(find)
             log(f"warm acquire #{i + 1}: {total * 1000:.0f} ms, release {stop[-1] * 1000:.0f} ms")
     remove_home(warm_home)
+    tmpfs_row = {"reference: bare initdb on /dev/shm (tmpfs)": Stats(tuple(shm))} if shm else {}
     return {
         "cold acquire (find binaries + initdb + start + ready)": Stats(tuple(cold)),
         "warm acquire (find binaries + start + ready)": Stats(tuple(warm)),
         "release (fast shutdown, wait until gone)": Stats(tuple(stop)),
         "of which: find binaries + `postgres --version` (cold)": Stats(tuple(cold_find)),
         "of which: find binaries + `postgres --version` (warm)": Stats(tuple(warm_find)),
+        "reference: bare initdb on /var/tmp (the data dir's disk)": Stats(tuple(disk)),
+        **tmpfs_row,
     }, version
 
 
@@ -187,7 +221,11 @@ def verdict(name: str, value: float, target: float) -> str:
     return f"{name} median {value * 1000:.0f} ms vs target ≤ {target * 1000:.0f} ms: **{ok}**"
 
 
-def render(cluster: dict[str, Stats], runs: dict[str, Stats], version: str) -> str:
+def load() -> str:
+    return "load " + "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def render(cluster: dict[str, Stats], runs: dict[str, Stats], version: str, loads: str) -> str:
     cold = cluster["cold acquire (find binaries + initdb + start + ready)"].median
     warm = cluster["warm acquire (find binaries + start + ready)"].median
     raw = "\n".join(raw_line(name, s) for name, s in [*cluster.items(), *runs.items()])
@@ -195,7 +233,8 @@ def render(cluster: dict[str, Stats], runs: dict[str, Stats], version: str) -> s
         [
             "Issue target: a project's first run (initdb + start) ≤ 1.0 s median, later runs (start) "
             "≤ 0.3 s median on the project's 2-core machine.",
-            machine_line(f"PostgreSQL {version} (fsync off)") + f"  \nCommand: `{COMMAND}`",
+            machine_line(f"PostgreSQL {version} (fsync off)")
+            + f"  \nOther load on the machine (load = 1/5/15-min averages) {loads}  \nCommand: `{COMMAND}`",
             f"- {verdict('first run (cold acquire)', cold, COLD_TARGET)}\n"
             f"- {verdict('later run (warm acquire)', warm, WARM_TARGET)}",
             "### `EmbeddedCluster(home).acquire()` / `.release()`",
@@ -204,7 +243,9 @@ def render(cluster: dict[str, Stats], runs: dict[str, Stats], version: str) -> s
                 *cold*: a fresh home each time (what a project's very first run pays); *warm*: one home,
                 initdb'd beforehand, started and stopped each time (every later run). Both include
                 constructing `EmbeddedCluster` (binary search + `postgres --version`), as a run does.
-                Cold and warm alternate."""
+                Cold and warm alternate. The *reference* rows run `initdb` alone with the plugin's
+                flags, on the data dir's disk and on tmpfs, right after each cold acquire: they show how
+                much of the cold figure is the disk's file-creation cost rather than the plugin's."""
             ),
             stats_table(list(cluster.items())),
             "### Whole `python -m pytest -p no:cacheprovider -q` run of one test",
@@ -254,8 +295,12 @@ def main() -> int:
     parser.add_argument("--cold", type=int, default=9, help="cold acquire repetitions")
     parser.add_argument("--warm", type=int, default=15, help="warm acquire repetitions")
     parser.add_argument("--runs", type=int, default=5, help="whole pytest runs per variant")
+    parser.add_argument("--quiet-wait", type=float, default=300, help="max s to wait for idle CPUs")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS.name} alone")
     args = parser.parse_args()
+    os.sync()  # flush earlier work's dirty pages now, not during the first cold initdbs
+    idle = wait_until_quiet(args.quiet_wait, log=log)
+    loads = f"before: CPU idle {idle:.0%}, {load()}"
     try:
         cluster, version = bench_cluster(args.cold, args.warm)
         runs = bench_pytest(args.runs)
@@ -264,7 +309,7 @@ def main() -> int:
     if survivors:
         log(f"BUG: postgres processes survived their release and were killed: {survivors}")
         return 1
-    body = render(cluster, runs, version)
+    body = render(cluster, runs, version, f"{loads}; after: CPU idle {cpu_idle():.0%}, {load()}")
     print(f"{HEADING}\n\n{body}")
     if not args.no_write:
         update_section(HEADING, body)
