@@ -50,7 +50,7 @@ def ensure_template(
     name = key.name
     with admin.connect(server) as conn:
         if _usable(conn, name, rebuild=rebuild, run_token=run_token):
-            return Template(name, key.key, reused=not _built_by(conn, name, run_token), build_seconds=0.0)
+            return _existing(conn, name, key, run_token)
     lock_dir.mkdir(parents=True, exist_ok=True)
     with (
         filelock.FileLock(str(lock_dir / f"{name}.lock")),
@@ -58,10 +58,18 @@ def ensure_template(
     ):
         with admin.advisory_lock(conn, name):
             if _usable(conn, name, rebuild=rebuild, run_token=run_token):  # someone built it meanwhile
-                return Template(name, key.key, reused=not _built_by(conn, name, run_token), build_seconds=0.0)
+                return _existing(conn, name, key, run_token)
             seconds = _build(conn, server, name, key, builder, run_token, progress, lock_dir / f"{name}.log")
         _drop_old_templates(conn, keep=name)
     return Template(name, key.key, reused=False, build_seconds=seconds)
+
+
+def _existing(conn: admin.Conn, name: str, key: TemplateKey, run_token: str) -> Template:
+    """A finalized template; one built by another worker of this run reports that build's time."""
+    note = admin.note_of(conn, name)
+    if note.get("run") != run_token:
+        return Template(name, key.key, reused=True, build_seconds=0.0)
+    return Template(name, key.key, reused=False, build_seconds=float(note.get("seconds", 0.0)))
 
 
 def _usable(conn: admin.Conn, name: str, *, rebuild: bool, run_token: str) -> bool:
@@ -94,7 +102,9 @@ def _build(
             builder.build(server.with_db(name), lambda line: print(line, file=build_log, flush=True))
         admin.terminate(conn, name, wait_ms=5000)  # a builder's stray session would block every clone
         seconds = time.perf_counter() - started
-        admin.finalize(conn, name, {"key": key.key, "run": run_token, "built_at": time.time()})
+        admin.finalize(
+            conn, name, {"key": key.key, "run": run_token, "built_at": time.time(), "seconds": seconds}
+        )
     except BaseException:
         admin.drop(conn, name, maybe_template=True)  # never leave a half-built template behind
         raise
