@@ -246,6 +246,17 @@ class EmbeddedCluster:
             self.stop()
             return True
 
+    def release_if_unused(self) -> bool:
+        """Stop the server unless a live run holds a lease (``nocrud server stop``). True if stopped."""
+        if not self.root.is_dir():
+            return True
+        with self._lock:
+            self.leases.mkdir(exist_ok=True)
+            if self._live_leases():
+                return False
+            self.stop()
+            return True
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT), escalating to SIGKILL; a no-op when not running."""
         pid = self._postmaster_pid()
