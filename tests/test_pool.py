@@ -1,0 +1,200 @@
+"""ClonePool and admin SQL driven directly against a live embedded server.
+
+These pin the pool's promises at the level a flow never sees: every handoff yields a fresh database,
+the number of databases per worker stays bounded, sessions left on the stable name are cut, close()
+leaves nothing -- and hostile database names survive quoting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pytest_nocrud import admin
+from pytest_nocrud.conninfo import ConnInfo
+from pytest_nocrud.pool import ClonePool, PoolError, collect_garbage, pool_prefix
+from pytest_nocrud.procs import ProcessId
+from pytest_nocrud.server import EmbeddedCluster
+
+SIZE = 2
+
+
+@pytest.fixture(scope="module")
+def server(warm_data_dir: Path) -> Iterator[ConnInfo]:
+    """The admin ConnInfo of a server held for this module."""
+    cluster = EmbeddedCluster(warm_data_dir)
+    me = ProcessId.of(os.getpid())
+    info = cluster.acquire(me).admin
+    try:
+        yield info
+    finally:
+        cluster.release(me)
+
+
+@pytest.fixture(scope="module")
+def template(server: ConnInfo) -> Iterator[str]:
+    """A finalized template with one table and one seed row."""
+    name = f"pooltest_tpl_{uuid.uuid4().hex[:8]}"
+    with admin.connect(server) as conn:
+        admin.create(conn, name)
+        with psycopg.connect(server.with_db(name).dsn, autocommit=True) as db:
+            db.execute("CREATE TABLE item (name text); INSERT INTO item VALUES ('seed')")
+        admin.finalize(conn, name, {"test": True})
+    yield name
+    with admin.connect(server) as conn:
+        admin.drop(conn, name, maybe_template=True)
+
+
+@pytest.fixture
+def pool(server: ConnInfo, template: str) -> Iterator[ClonePool]:
+    pool = ClonePool(
+        server, template, prefix=pool_prefix(uuid.uuid4().hex, "gw0"), size=SIZE, strategy="file_copy"
+    )
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def rows(info: ConnInfo) -> list[str]:
+    with psycopg.connect(info.dsn) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT name FROM item"))
+
+
+def test_each_handoff_gives_a_fresh_database(pool: ClonePool) -> None:
+    pool.handoff()
+    with psycopg.connect(pool.info.dsn) as conn:
+        conn.execute("INSERT INTO item VALUES ('dirty')")
+    assert rows(pool.info) == ["dirty", "seed"]
+
+    pool.handoff()
+
+    assert rows(pool.info) == ["seed"]
+    assert len(pool.handoff_ms) == 2
+
+
+def test_databases_per_pool_stay_bounded(server: ConnInfo, pool: ClonePool) -> None:
+    """Handoffs back to back (the filler cannot keep up) while another thread samples pg_database."""
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        with admin.connect(server) as conn:
+            while not done.is_set():
+                seen.append(len(admin.names_like(conn, pool.stable)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(30):
+            pool.handoff()
+            with psycopg.connect(pool.info.dsn, autocommit=True) as conn:
+                conn.execute("INSERT INTO item VALUES ('x')")
+    finally:
+        done.set()
+        sampler.join()
+    assert len(seen) > 30
+    assert max(seen) <= 1 + SIZE + 2, seen
+
+
+def test_a_session_left_on_the_stable_database_is_terminated_at_handoff(pool: ClonePool) -> None:
+    pool.handoff()
+    leftover = psycopg.connect(pool.info.dsn, autocommit=True)
+    leftover.execute("INSERT INTO item VALUES ('left open')")
+
+    pool.handoff()
+
+    with pytest.raises(psycopg.OperationalError):
+        leftover.execute("SELECT 1")
+    leftover.close()
+    assert rows(pool.info) == ["seed"]
+
+
+def test_close_drops_everything_and_frees_the_owner_lock(server: ConnInfo, template: str) -> None:
+    prefix = pool_prefix(uuid.uuid4().hex, "gw1")
+    pool = ClonePool(server, template, prefix=prefix, size=SIZE, strategy=None)
+    for _ in range(3):
+        pool.handoff()
+    with admin.connect(server) as conn:
+        assert pool.stable in admin.names_like(conn, prefix)
+        with pytest.raises(PoolError, match="another live process"):
+            ClonePool(server, template, prefix=prefix, size=SIZE, strategy=None)
+
+        pool.close()
+
+        assert admin.names_like(conn, prefix) == []
+        assert admin.try_advisory_lock(conn, prefix), "close() must release the owner lock"
+        admin.advisory_unlock(conn, prefix)
+
+
+def test_a_clone_failure_reaches_the_waiting_test(server: ConnInfo) -> None:
+    pool = ClonePool(
+        server, "no_such_template", prefix=pool_prefix(uuid.uuid4().hex, "gw0"), size=1, strategy=None
+    )
+    try:
+        with pytest.raises(PoolError, match="no_such_template"):
+            pool.handoff()
+    finally:
+        pool.close()
+
+
+def test_garbage_collection_spares_live_owners(server: ConnInfo) -> None:
+    dead, live = pool_prefix(uuid.uuid4().hex, "gw0"), pool_prefix(uuid.uuid4().hex, "gw0")
+    with admin.connect(server) as owner, admin.connect(server) as conn:
+        for name in (dead, f"{dead}_c7", live, f"{live}_d3"):
+            admin.create(conn, name)
+        assert admin.try_advisory_lock(owner, live)
+
+        dropped = collect_garbage(conn)
+
+        assert {dead, f"{dead}_c7"} <= set(dropped)
+        assert admin.names_like(conn, dead) == []
+        assert admin.names_like(conn, live) == [live, f"{live}_d3"]
+        admin.advisory_unlock(owner, live)
+        assert set(collect_garbage(conn)) >= {live, f"{live}_d3"}
+
+
+HOSTILE = [
+    'tëst "x"; DROP DATABASE postgres; --',
+    'it\'s; "quoted" name',
+    "  spaces  and\ttab ",
+    "Mixed-Case_ünïcødé_名前",
+    "x" * 63,  # exactly the limit
+    "é" * 31 + "x",  # 63 bytes, 32 characters
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_names_survive_create_rename_drop(server: ConnInfo, name: str) -> None:
+    renamed = name[:-1] + "2" if len(name.encode()) >= 63 else name + " 2"
+    with admin.connect(server) as conn:
+        admin.drop(conn, name)
+        admin.drop(conn, renamed)
+        admin.create(conn, name)
+        assert admin.exists(conn, name)
+        with psycopg.connect(server.with_db(name).dsn) as db:
+            assert db.execute("SELECT current_database()").fetchone() == (name,)
+        admin.rename(conn, name, renamed)
+        assert not admin.exists(conn, name) and admin.exists(conn, renamed)
+        admin.drop(conn, renamed)
+        assert not admin.exists(conn, renamed)
+        assert admin.exists(conn, "postgres")
+
+
+@pytest.mark.parametrize("name", ["x" * 64, "é" * 32, ""], ids=["64-ascii", "64-bytes-utf8", "empty"])
+def test_names_beyond_63_bytes_are_refused_before_reaching_the_server(server: ConnInfo, name: str) -> None:
+    with admin.connect(server) as conn:
+        with pytest.raises(ValueError, match="1..63 bytes"):
+            admin.create(conn, name)
+        with pytest.raises(ValueError):
+            admin.rename(conn, "postgres", name)
+        with pytest.raises(ValueError):
+            admin.drop(conn, name)
+        truncated = name.encode()[:63].decode(errors="ignore")
+        assert not truncated or not admin.exists(conn, truncated), "nothing was created under a cut name"
