@@ -162,15 +162,22 @@ class AppProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> None:
-        last_error: AppStartError | None = None
+        """Start on a free port; a port taken between choosing and binding is retried, boundedly."""
+        ports: list[int] = []
         for _ in range(PORT_ATTEMPTS):
             try:
                 self._start_once(free_port())
                 return
             except _PortTaken as taken:
-                last_error = AppStartError(str(taken))
-        assert last_error is not None
-        raise last_error
+                ports.append(self.port)
+                last = taken
+        # Losing the race for a fresh port three times is unlikely; an app that ignores {port} and
+        # binds a fixed, busy one is not: say so instead of blaming a race.
+        raise AppStartError(
+            f"the app reported 'address already in use' on {PORT_ATTEMPTS} attempts "
+            f"(ports {', '.join(map(str, ports))}). Does nocrud_app_command pass {{port}} to the app?\n"
+            f"  command: {last.command}\n  last log lines ({self.log.path}):\n{_indent(last.tail)}"
+        )
 
     def _start_once(self, port: int) -> None:
         self.port = port
@@ -212,7 +219,7 @@ class AppProcess:
                         self._reader.join(timeout=2)
                     tail = self.log.tail(offset)
                     if any(marker in tail.lower() for marker in _PORT_IN_USE):
-                        raise _PortTaken(f"port {self.port} was taken before the app could bind it:\n{tail}")
+                        raise _PortTaken(command, tail)
                     raise AppStartError(
                         f"the app exited with code {code} during start-up.\n  command: {command}\n"
                         f"  last log lines ({self.log.path}):\n{_indent(tail)}"
@@ -259,7 +266,12 @@ class AppProcess:
 
 
 class _PortTaken(Exception):
-    pass
+    """The app exited saying its port was in use: worth another try on another port."""
+
+    def __init__(self, command: str, tail: str) -> None:
+        super().__init__(command, tail)
+        self.command = command
+        self.tail = tail
 
 
 def stop_group(pgid: int) -> None:
