@@ -179,8 +179,9 @@ def test_unreachable_dsn_fails_once_clearly_without_the_password(
     text = result.stdout.str()
     assert "127.0.0.1:1/appdb" in text and "bob:***@" in text
     assert "s3cr" not in text
-    assert text.count("Check that the server is running") == 1, "full message once, then a short one"
-    assert "full error in the first failing test" in text
+    errors = text.split("= ERRORS =", 1)[1].split("short test summary info", 1)[0]  # the reports only
+    assert errors.count("Check that the server is running") == 1, "full message once, then a short one"
+    assert "full error in the first failing test" in errors
 
 
 def test_missing_binaries_name_the_way_out(pytester: pytest.Pytester, data_dir: Path, tmp_path: Path) -> None:

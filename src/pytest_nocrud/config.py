@@ -209,6 +209,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
     if not 0 < start_timeout <= 3600:
         raise pytest.UsageError(f"{timeout_value.source} = {timeout_value.raw!r}: seconds from 0 to 3600.")
     serial = bool(get("nocrud_serial").raw)
+    if serial and config.getoption("numprocesses", default=None):
+        raise pytest.UsageError("--nocrud-serial runs flows one at a time: drop -n/--numprocesses.")
     app_url = env.get("NOCRUD_APP_URL") or None
     if serial and not app_url:
         raise pytest.UsageError(

@@ -60,8 +60,6 @@ def pytest_configure(config: pytest.Config) -> None:
         owner, is_controller = ProcessId.parse(workerinput[_OWNER_KEY]), False
     else:
         owner, is_controller = ProcessId.of(os.getpid()), workerinput is None
-    if settings.serial and config.getoption("numprocesses", default=None):
-        raise pytest.UsageError("--nocrud-serial runs flows one at a time: drop -n/--numprocesses.")
     worker = str(workerinput.get("workerid", "main")) if workerinput else "main"
     config.stash[RUNTIME] = Runtime(
         settings=settings,
