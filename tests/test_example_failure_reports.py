@@ -1,12 +1,14 @@
-"""A broken endpoint in the example app, seen through the failure report a flow author reads.
+"""Broken endpoints in the example app, seen through the failure report a flow author reads.
 
-Runs a subset of ``example_app/tests`` as an inner pytest session (``-n 2``, real embedded PostgreSQL,
-real Django app) with the app deliberately broken through ``PITCHDESK_BREAK`` (the app inherits the
-inner pytest's environment), and checks that the report alone is enough to find the bug: which step
-failed, which request (method and path), what came back (status, body excerpt), and the app's own log
-lines for that test.
+Runs two CRUD flows of ``example_app/tests`` as one inner pytest session (``-n 2``, real embedded
+PostgreSQL, real Django app per worker) with the app deliberately broken through ``PITCHDESK_BREAK``
+(the app inherits the inner pytest's environment), and checks that each test's report alone is enough
+to find the bug: which step failed, which request (method and path), what came back (status, body
+excerpt), and the app's own log lines for that test.
 
-Both runs share one throwaway cluster (the second is warm), stopped and removed at the end.
+One inner run covers both breakages (one cold cluster instead of two, even when the outer run spreads
+tests over xdist workers); its report is split per failed test so each check reads only its own test's
+section. The cluster (``data_dir`` fixture) is stopped and removed afterwards.
 """
 
 from __future__ import annotations
@@ -15,24 +17,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from _support import discard_cluster_dir, new_cluster_dir, postgres_pids
 
 EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
 
 
-@pytest.fixture(scope="module")
-def cluster_dir() -> Iterator[Path]:
-    path = new_cluster_dir()
-    yield path
-    discard_cluster_dir(path)
-    assert postgres_pids(path) == []
-
-
-def run_examples(cluster_dir: Path, selection: str, broken: str) -> subprocess.CompletedProcess[str]:
+def run_examples(data_dir: Path, selection: str, broken: str) -> subprocess.CompletedProcess[str]:
     """The example suite's ``-k selection`` with ``PITCHDESK_BREAK=broken``; output is stdout+stderr."""
     env = {
         name: value
@@ -52,7 +42,7 @@ def run_examples(cluster_dir: Path, selection: str, broken: str) -> subprocess.C
             "2",
             "-k",
             selection,
-            f"--nocrud-data-dir={cluster_dir}",
+            f"--nocrud-data-dir={data_dir}",
             "tests/test_crud_flows.py",
         ],
         cwd=EXAMPLE_APP,
@@ -65,47 +55,54 @@ def run_examples(cluster_dir: Path, selection: str, broken: str) -> subprocess.C
     )
 
 
-def step_row(output: str, step: str, status: str) -> bool:
+def failure_sections(output: str) -> dict[str, str]:
+    """``{test name: its failure block}`` from pytest's ``____ test_x ____`` headers."""
+    parts = re.split(r"^_{3,} (\S+) _{3,}$", output, flags=re.MULTILINE)
+    sections = dict(zip(parts[1::2], parts[2::2], strict=True))
+    return {
+        name: re.split(r"^-+ pytest-nocrud -+$|^=+ short test summary", text, flags=re.MULTILINE)[0]
+        for name, text in sections.items()
+    }
+
+
+def step_row(report: str, step: str, status: str) -> bool:
     """Whether the step table has ``step  status  attempts ...`` (columns separated by spaces)."""
-    return re.search(rf"^\s+{re.escape(step)}\s+{status}\s+\d+\s", output, re.MULTILINE) is not None
+    return re.search(rf"^\s+{re.escape(step)}\s+{status}\s+\d+\s", report, re.MULTILINE) is not None
 
 
-def test_update_that_does_not_persist(cluster_dir: Path):
+def app_log(report: str) -> list[str]:
+    return [line for line in report.splitlines() if line.startswith("[app:")]
+
+
+def test_broken_endpoints_are_reported_by_step_request_response_and_app_log(data_dir: Path):
+    run = run_examples(data_dir, "(actor_crud or tag_crud) and not put", "actor_update,tag_create")
+    out = run.stdout
+    assert run.returncode == 1, out
+    assert "2 failed" in out and "passed" not in out, out
+    sections = failure_sections(out)
+    assert sorted(sections) == ["test_actor_crud", "test_tag_crud"], out
+
     # actor_update: PATCH answers 200 echoing the change, but a read-back GET shows the old value.
-    run = run_examples(cluster_dir, "actor_crud and not put", "actor_update")
-    out = run.stdout
-    assert run.returncode == 1, out
-    assert "1 failed" in out and "passed" not in out, out
-    # The step, and that the others were fine.
-    assert "flow 'actor_crud': update failed" in out, out
-    assert step_row(out, "update", "failed") and step_row(out, "read", "completed"), out
-    # The request, and what the read-back showed.
-    assert "PATCH /api/actors/3/ answered 200 but a fresh GET shows:" in out, out
-    assert "birth_year: sent 1990, got 1991" in out, out
-    assert re.search(r"PATCH /api/actors/3/ -> 200 \(\d+\.\d ms\)", out), out
-    assert 'response body: {"id": 3, "name": "Mira Okafor", "birth_year": 1991}' in out, out
-    # The app's log lines for this test: its own access log of the PATCH.
-    app_lines = [line for line in out.splitlines() if line.startswith("[app:")]
-    assert any('"PATCH /api/actors/3/ HTTP/1.1" 200' in line for line in app_lines), out
+    actor = sections["test_actor_crud"]
+    assert "flow 'actor_crud': update failed" in actor, actor
+    assert step_row(actor, "update", "failed") and step_row(actor, "read", "completed"), actor
+    assert "PATCH /api/actors/3/ answered 200 but a fresh GET shows:" in actor, actor
+    assert "birth_year: sent 1990, got 1991" in actor, actor
+    assert re.search(r"PATCH /api/actors/3/ -> 200 \(\d+\.\d ms\)", actor), actor
+    assert 'response body: {"id": 3, "name": "Mira Okafor", "birth_year": 1991}' in actor, actor
+    assert any('"PATCH /api/actors/3/ HTTP/1.1" 200' in line for line in app_log(actor)), actor
+    assert not any("Traceback" in line for line in app_log(actor)), "another test's log leaked in"
 
-
-def test_create_that_crashes(cluster_dir: Path):
     # tag_create: POST /api/tags/ raises in the view -> 500, traceback on the app's stderr.
-    run = run_examples(cluster_dir, "tag_crud and not put", "tag_create")
-    out = run.stdout
-    assert run.returncode == 1, out
-    assert "1 failed" in out and "passed" not in out, out
-    assert "flow 'tag_crud': create failed; 5 skipped" in out, out
-    assert step_row(out, "tag_category.create", "completed"), out
-    assert step_row(out, "create", "failed"), out
+    tag = sections["test_tag_crud"]
+    assert "flow 'tag_crud': create failed; 5 skipped" in tag, tag
+    assert step_row(tag, "tag_category.create", "completed") and step_row(tag, "create", "failed"), tag
     for later in ("read", "list", "update", "delete", "gone"):
-        assert step_row(out, later, "skipped"), (later, out)
-    # The failing request with its body, and the response.
-    assert "expected 201, got POST /api/tags/ -> 500" in out, out
-    assert re.search(r"request body:\s+\{\"name\": \"Coastal\", \"category\": 3\}", out), out
-    assert 'response body: {"error": "Server Error (500)"}' in out, out
-    # The app's traceback, from its log.
-    app_lines = [line for line in out.splitlines() if line.startswith("[app:")]
-    assert any("Traceback (most recent call last):" in line for line in app_lines), out
-    assert any("RuntimeError: PITCHDESK_BREAK=tag_create" in line for line in app_lines), out
-    assert any('"POST /api/tags/ HTTP/1.1" 500' in line for line in app_lines), out
+        assert step_row(tag, later, "skipped"), (later, tag)
+    assert "expected 201, got POST /api/tags/ -> 500" in tag, tag
+    assert re.search(r'request body:\s+\{"name": "Coastal", "category": 3\}', tag), tag
+    assert 'response body: {"error": "Server Error (500)"}' in tag, tag
+    log = app_log(tag)
+    assert any("Traceback (most recent call last):" in line for line in log), tag
+    assert any("RuntimeError: PITCHDESK_BREAK=tag_create" in line for line in log), tag
+    assert any('"POST /api/tags/ HTTP/1.1" 500' in line for line in log), tag
