@@ -7,11 +7,13 @@ import uuid
 from pathlib import Path
 
 from pytest_nocrud.procs import is_running
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
 
 # As root the server runs as the 'postgres' user, which cannot enter pytest's private tmp_path
-# (/tmp/pytest-of-root is 0700), so clusters under test live below /var/tmp.
-CLUSTERS_ROOT = Path("/var/tmp/pytest-nocrud-tests")
+# (/tmp/pytest-of-root is 0700), so clusters under test live in RAM like the default (much faster
+# to create and clone), or below /var/tmp where there is no roomy tmpfs.
+ON_DISK = Path("/var/tmp/pytest-nocrud-tests")
+CLUSTERS_ROOT = SHARED_MEMORY / "pytest-nocrud-tests" if roomy_tmpfs(SHARED_MEMORY) else ON_DISK
 
 
 def postgres_pids(data_dir: Path) -> list[int]:

@@ -130,3 +130,29 @@ def test_check_dsn_refuses_a_role_without_createdb(warm_data_dir: Path) -> None:
         assert check_dsn(server.dsn).version == server.version
     finally:
         cluster.release(me)
+
+
+def test_a_cluster_dir_planted_by_another_user_in_a_shared_dir_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a directory owned by another user")
+    from _support import CLUSTERS_ROOT
+
+    planted = CLUSTERS_ROOT / f"planted-{os.getpid()}"
+    planted.mkdir(parents=True)
+    os.chown(planted, 65534, 65534)  # nobody's, as if another local user got there first
+    try:
+        with pytest.raises(ServerError, match="not a directory owned by you"):
+            EmbeddedCluster(planted).acquire(ProcessId.of(os.getpid()))
+        assert postgres_pids(planted) == []
+    finally:
+        import shutil
+
+        shutil.rmtree(planted)
+
+
+def test_default_home_is_per_project_and_in_ram_when_there_is_room(tmp_path: Path) -> None:
+    from pytest_nocrud.server import SHARED_MEMORY, default_home, roomy_tmpfs
+
+    a, b = default_home(tmp_path / "a"), default_home(tmp_path / "b")
+    assert a != b and a.name.startswith("a-") and b.name.startswith("b-")
+    assert (a.parent.parent == SHARED_MEMORY) is roomy_tmpfs(SHARED_MEMORY)
