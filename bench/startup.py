@@ -6,9 +6,9 @@ runs, so those are measured too, against a baseline run that does not touch Post
 start-up), and the difference is reported as nocrud's overhead.
 
 Measurements alternate (cold, warm, cold, warm... / cold, warm, baseline, ...) so drift in machine load
-hits every variant alike. Data directories live under /var/tmp/nocrud-bench-*: as root the server runs as
-the ``postgres`` user, who cannot enter /tmp/pytest-of-root or /root. Every server started here is
-stopped and every directory removed before exit, even on failure.
+hits every variant alike. Data directories live where the plugin's default puts them (next to
+``server.default_home()``: RAM when /dev/shm is roomy, else a disk cache), named nocrud-bench-*. Every
+server started here is stopped and every directory removed before exit, even on failure.
 
 Usage: .venv/bin/python bench/startup.py [--cold 9] [--warm 15] [--runs 5] [--no-write]
 """
@@ -39,7 +39,7 @@ from common import (
 )
 
 from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.server import EmbeddedCluster, default_home
 
 HEADING = "## Embedded server start-up"
 COMMAND = ".venv/bin/python bench/startup.py"
@@ -54,7 +54,9 @@ _clusters: list[EmbeddedCluster] = []
 
 
 def new_home() -> Path:
-    home = Path("/var/tmp") / f"{BENCH_PREFIX}{uuid.uuid4().hex}"
+    base = default_home(Path("bench")).parent  # where real runs keep their clusters
+    base.mkdir(parents=True, exist_ok=True)
+    home = base / f"{BENCH_PREFIX}{uuid.uuid4().hex}"
     home.mkdir(mode=0o755)
     _homes.append(home)
     _created.append(home)
