@@ -26,6 +26,8 @@ from .fixtures import (
     nocrud_postgres,
     nocrud_template,
 )
+from .html import TestRecord, test_record
+from .html import write as write_html
 from .procs import ProcessId
 from .report import summary_lines
 from .runtime import Runtime
@@ -42,7 +44,9 @@ __all__ = [
 
 _OWNER_KEY = "nocrud_owner"
 _STATS_KEY = "nocrud_stats"
+_HTML_KEY = "nocrud_html"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
+_HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         progress=_terminal_writer(config, worker),
     )
     config.stash[_WORKER_STATS] = []
+    config.stash[_HTML_RECORDS] = []
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
 
@@ -102,6 +107,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     runtime = item.config.stash[RUNTIME]
     if report.failed:
         _attach_diagnostics(item, report)
+    if report.when == "call" and runtime.settings.html and REQUESTS in item.stash:
+        record = test_record(
+            item.nodeid, report.outcome, report.duration, runtime.worker, item.stash[REQUESTS].entries
+        )
+        item.config.stash[_HTML_RECORDS].append(record)
     if (
         report.when == "call"
         and report.failed
@@ -138,11 +148,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[_STATS_KEY] = session.config.stash[RUNTIME].stats()
+        workeroutput[_HTML_KEY] = session.config.stash[_HTML_RECORDS]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     per_process = [*config.stash[_WORKER_STATS], config.stash[RUNTIME].stats()]
     lines = summary_lines(per_process)
+    html_path = config.stash[RUNTIME].settings.html
+    if html_path is not None and getattr(config, "workerinput", None) is None:
+        records: list[TestRecord] = config.stash[_HTML_RECORDS]
+        write_html(html_path, records)
+        lines.append(f"request timeline: {html_path}")
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")
         for line in lines:
@@ -165,6 +181,7 @@ class _XdistHooks:
         node.workerinput[_OWNER_KEY] = self.owner.token
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        stats = getattr(node, "workeroutput", {}).get(_STATS_KEY)
-        if stats:
-            node.config.stash[_WORKER_STATS].append(stats)
+        output = getattr(node, "workeroutput", {})
+        if output.get(_STATS_KEY):
+            node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
+        node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
