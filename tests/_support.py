@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+
+import pytest
 
 from pytest_nocrud.procs import is_running
 from pytest_nocrud.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
@@ -43,3 +48,26 @@ def discard_cluster_dir(path: Path) -> None:
         if (cluster_dir / "data" / "postmaster.pid").exists():
             EmbeddedCluster(path).stop()  # a failed test must not leave a server behind
     shutil.rmtree(path, ignore_errors=True)
+
+
+def run_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> pytest.RunResult:
+    """An inner pytest run in a subprocess, so the plugin's processes must end with it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args, timeout=300
+        )
+
+
+def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """An inner run the test can signal: its own process group, like a terminal job getting Ctrl-C."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
+        cwd=pytester.path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # killpg reaches the xdist workers too
+    )

@@ -14,13 +14,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import postgres_pids
+from _support import popen_inner, postgres_pids, run_inner
 
 from pytest_nocrud.app import PORT_ATTEMPTS
 from pytest_nocrud.procs import is_running
@@ -136,26 +135,6 @@ def _project(pytester: pytest.Pytester, *, timeout: float = 20, extra: str = "")
     pytester.makeini(INI.format(timeout=timeout, extra=extra))
 
 
-def _run(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> pytest.RunResult:
-    """An inner pytest run in a subprocess (the plugin's processes must not outlive it)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args)
-
-
-def _popen(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
-        cwd=pytester.path,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, like a terminal job receiving Ctrl-C
-    )
-
-
 def _app_pids(pytester: pytest.Pytester) -> list[int]:
     path = pytester.path / "app_pids"
     return [int(line) for line in path.read_text().split()] if path.exists() else []
@@ -220,7 +199,7 @@ def test_each_test_sees_only_seed_rows_and_the_app_starts_once_per_worker(
     _project(pytester, extra=ENV_LINES)
     pytester.makepyfile(test_inner=ISOLATION.format(seed=SEED_ROWS))
 
-    result = _run(pytester, warm_data_dir, "-v", *workers)
+    result = run_inner(pytester, warm_data_dir, "-v", *workers)
 
     result.assert_outcomes(passed=7)
     used = set(re.findall(r"\[(gw\d+)\]", result.stdout.str())) or {"main"}
@@ -250,7 +229,7 @@ def test_failure_report_has_this_tests_app_log_and_request_table(
     _project(pytester)
     pytester.makepyfile(test_inner=FAILING)
 
-    result = _run(pytester, warm_data_dir, "-p", "no:xdist")
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist")
 
     result.assert_outcomes(passed=1, failed=1)
     text = result.stdout.str()
@@ -301,7 +280,7 @@ def test_app_crashing_at_start_is_reported_once_with_exit_code_and_log(
     _project(pytester)
     pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
 
-    result = _run(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="crash")
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="crash")
 
     result.assert_outcomes(passed=2, errors=3)
     text = result.stdout.str()
@@ -320,7 +299,7 @@ def test_app_never_ready_fails_within_the_start_timeout(
     _project(pytester, timeout=2)
     pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
 
-    result = _run(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="hang")
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="hang")
 
     result.assert_outcomes(passed=2, errors=3)
     text = result.stdout.str()
@@ -338,7 +317,7 @@ def test_port_taken_at_first_bind_is_retried_on_another_port(
     _project(pytester)
     pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
 
-    result = _run(
+    result = run_inner(
         pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="collide-once", HELD_PORT=str(held_port)
     )
 
@@ -354,7 +333,7 @@ def test_port_always_taken_fails_clearly_after_bounded_retries(
     _project(pytester)
     pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
 
-    result = _run(
+    result = run_inner(
         pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="collide-always", HELD_PORT=str(held_port)
     )
 
@@ -390,7 +369,9 @@ def test_sigint_mid_test_stops_app_and_server(
     _project(pytester)
     pytester.makepyfile(test_inner=BLOCKS)
     started = tmp_path / "started"
-    proc = _popen(pytester, warm_data_dir, "-n", "2", STARTED=str(started), RELEASE=str(tmp_path / "never"))
+    proc = popen_inner(
+        pytester, warm_data_dir, "-n", "2", STARTED=str(started), RELEASE=str(tmp_path / "never")
+    )
     _wait_for(started, proc)
     (app_pid,) = _app_pids(pytester)
     assert is_running(app_pid) and postgres_pids(warm_data_dir), "the run should be using both now"
@@ -409,7 +390,7 @@ def test_sigkilled_worker_app_is_stopped_by_the_run_owner(
     _project(pytester)
     pytester.makepyfile(test_inner=BLOCKS)
     started = tmp_path / "started"
-    proc = _popen(
+    proc = popen_inner(
         pytester, warm_data_dir, "-n", "2", "--max-worker-restart=0",
         STARTED=str(started), RELEASE=str(tmp_path / "never"),
     )  # fmt: skip
@@ -431,7 +412,7 @@ def test_collect_only_starts_no_app(pytester: pytest.Pytester, data_dir: Path) -
     _project(pytester)
     pytester.makepyfile(test_inner=ISOLATION.format(seed=SEED_ROWS))
 
-    _run(pytester, data_dir, "--collect-only").assert_outcomes()  # what an IDE's test explorer runs
+    run_inner(pytester, data_dir, "--collect-only").assert_outcomes()  # what an IDE's test explorer runs
 
     assert _app_pids(pytester) == []
     assert not data_dir.exists(), "nothing may be created before a test needs it"
@@ -460,7 +441,7 @@ def test_app_scope_test_restarts_the_app_for_every_test(
     _project(pytester, extra="nocrud_app_scope = test")
     pytester.makepyfile(test_inner=PER_TEST.format(seed=SEED_ROWS))
 
-    result = _run(pytester, warm_data_dir, "-p", "no:xdist")
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist")
 
     result.assert_outcomes(passed=3)
     seen = [int(pid) for pid in (pytester.path / "seen_pids").read_text().split()]
@@ -475,7 +456,7 @@ def test_unknown_app_env_placeholder_is_a_clear_error(pytester: pytest.Pytester,
     _project(pytester, extra="nocrud_app_env = APP_DB={database_name}")
     pytester.makepyfile(test_inner=FAILING)
 
-    result = _run(pytester, warm_data_dir, "-p", "no:xdist")
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist")
 
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*nocrud_app_env line APP_DB=*unknown placeholder 'database_name'*"])

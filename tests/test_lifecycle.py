@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _support import postgres_pids
+from _support import popen_inner, postgres_pids, run_inner
 
 from pytest_nocrud.procs import ProcessId, wait_gone
 from pytest_nocrud.server import EmbeddedCluster
@@ -48,24 +47,6 @@ def test_holds_server(nocrud_postgres):
 """
 
 
-def _run(pytester: pytest.Pytester, data_dir: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args)
-
-
-def _popen(
-    pytester: pytest.Pytester, data_dir: Path, env: dict[str, str], *args: str
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
-        cwd=pytester.path,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, like a terminal job receiving Ctrl-C
-    )
-
-
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     """Block until the inner run writes ``path``; fail with its output if it exits first."""
     import time
@@ -84,13 +65,13 @@ def test_cold_then_warm_run_leave_no_server(
 ) -> None:
     pytester.makepyfile(test_inner=USES_SERVER.format(embedded=True))
 
-    cold = _run(pytester, data_dir, *workers)
+    cold = run_inner(pytester, data_dir, *workers)
     cold.assert_outcomes(passed=2)
     marker = next(data_dir.glob("pg*/initdb.done"))
     initialised_at = marker.stat().st_mtime_ns
     assert postgres_pids(data_dir) == []
 
-    warm = _run(pytester, data_dir, *workers)
+    warm = run_inner(pytester, data_dir, *workers)
     warm.assert_outcomes(passed=2)
     assert marker.stat().st_mtime_ns == initialised_at, "a warm run must not initdb again"
     assert postgres_pids(data_dir) == []
@@ -99,8 +80,8 @@ def test_cold_then_warm_run_leave_no_server(
 def test_collect_only_and_unrelated_runs_start_nothing(pytester: pytest.Pytester, data_dir: Path) -> None:
     pytester.makepyfile(test_inner=USES_SERVER.format(embedded=True))
 
-    _run(pytester, data_dir, "--collect-only", "-n", "2").assert_outcomes()
-    _run(pytester, data_dir, "-k", "unrelated", "-n", "2").assert_outcomes(passed=1)
+    run_inner(pytester, data_dir, "--collect-only", "-n", "2").assert_outcomes()
+    run_inner(pytester, data_dir, "-k", "unrelated", "-n", "2").assert_outcomes(passed=1)
 
     assert not data_dir.exists(), "nothing may be created before a test needs PostgreSQL"
 
@@ -111,7 +92,7 @@ def test_sigint_mid_session_leaves_no_server_and_next_run_is_clean(
     pytester.makepyfile(test_inner=BLOCKS_UNTIL_RELEASED)
     started = tmp_path / "started"
     env = {"STARTED_MARKER": str(started), "RELEASE_MARKER": str(tmp_path / "never")}
-    proc = _popen(pytester, data_dir, env, "-n", "2")
+    proc = popen_inner(pytester, data_dir, "-n", "2", **env)
     _wait_for(started, proc)
     assert postgres_pids(data_dir), "the inner run should be using the server now"
 
@@ -121,7 +102,7 @@ def test_sigint_mid_session_leaves_no_server_and_next_run_is_clean(
     assert proc.returncode != 0
     assert postgres_pids(data_dir) == [], output
     env["RELEASE_MARKER"] = str(started)  # already exists: the next run does not block
-    nxt = _popen(pytester, data_dir, env, "-n", "2")
+    nxt = popen_inner(pytester, data_dir, "-n", "2", **env)
     output, _ = nxt.communicate(timeout=120)
     assert nxt.returncode == 0, output
     assert postgres_pids(data_dir) == []
@@ -133,14 +114,19 @@ def test_concurrent_runs_share_the_server_and_the_last_one_stops_it(
     pytester.makepyfile(test_inner=BLOCKS_UNTIL_RELEASED)
     pytester.makepyfile(test_quick=USES_SERVER.format(embedded=True))
     started, release = tmp_path / "started", tmp_path / "release"
-    long_run = _popen(
-        pytester, data_dir, {"STARTED_MARKER": str(started), "RELEASE_MARKER": str(release)},
-        "-n", "2", "test_inner.py",
-    )  # fmt: skip
+    long_run = popen_inner(
+        pytester,
+        data_dir,
+        "-n",
+        "2",
+        "test_inner.py",
+        STARTED_MARKER=str(started),
+        RELEASE_MARKER=str(release),
+    )
     _wait_for(started, long_run)
     server_pids = postgres_pids(data_dir)
 
-    _run(pytester, data_dir, "-n", "2", "test_quick.py").assert_outcomes(passed=2)
+    run_inner(pytester, data_dir, "-n", "2", "test_quick.py").assert_outcomes(passed=2)
     assert postgres_pids(data_dir) == server_pids, "a finishing run must not stop a server in use"
 
     release.write_text("go")  # the long run now queries the server it shares
@@ -157,9 +143,9 @@ def test_dsn_mode_uses_the_given_server_and_starts_none(
     server = other.acquire(me)
     try:
         pytester.makepyfile(test_inner=USES_SERVER.format(embedded=False))
-        _run(pytester, data_dir, f"--nocrud-dsn={server.dsn}", "-n", "2").assert_outcomes(passed=2)
+        run_inner(pytester, data_dir, f"--nocrud-dsn={server.dsn}", "-n", "2").assert_outcomes(passed=2)
         monkeypatch.setenv("NOCRUD_DSN", server.dsn)
-        _run(pytester, data_dir, "-n", "2").assert_outcomes(passed=2)
+        run_inner(pytester, data_dir, "-n", "2").assert_outcomes(passed=2)
     finally:
         other.release(me)
     assert not data_dir.exists(), "DSN mode must not create an embedded cluster"
@@ -171,7 +157,7 @@ def test_unreachable_dsn_fails_once_clearly_without_the_password(
     pytester.makepyfile(
         test_inner=USES_SERVER.format(embedded=False).replace("test_unrelated()", "test_b(nocrud_postgres)")
     )
-    result = _run(
+    result = run_inner(
         pytester, data_dir, "--nocrud-dsn=postgresql://bob:s3cr%40t@127.0.0.1:1/appdb", "-p", "no:xdist"
     )
 
@@ -186,7 +172,7 @@ def test_unreachable_dsn_fails_once_clearly_without_the_password(
 
 def test_missing_binaries_name_the_way_out(pytester: pytest.Pytester, data_dir: Path, tmp_path: Path) -> None:
     pytester.makepyfile(test_inner=USES_SERVER.format(embedded=True))
-    result = _run(pytester, data_dir, f"--nocrud-pg-bindir={tmp_path}", "-p", "no:xdist")
+    result = run_inner(pytester, data_dir, f"--nocrud-pg-bindir={tmp_path}", "-p", "no:xdist")
 
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*does not contain both 'initdb' and 'postgres'*"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from _support import postgres_pids
+from _support import popen_inner, postgres_pids, run_inner
 
 from pytest_nocrud import admin
 from pytest_nocrud.pool import pool_prefix
@@ -115,24 +113,6 @@ def builds(counter: Path) -> int:
     return len(counter.read_text().splitlines())
 
 
-def run(pytester: pytest.Pytester, data_dir: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args, timeout=120
-    )
-
-
-def popen(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
-        cwd=pytester.path,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: killpg reaches the xdist workers too
-    )
-
-
 def template_of(output: str) -> tuple[str, str]:
     """(template name, 'built in ...s' | 'reused') from the summary block."""
     match = TEMPLATE_LINE.search(output)
@@ -165,7 +145,7 @@ def test_parallel_tests_are_isolated_built_once_and_summarised(
 ) -> None:
     pytester.makepyfile(test_inner=ISOLATION_TESTS)
 
-    result = run(pytester, data_dir, "-n", "2", "-v")
+    result = run_inner(pytester, data_dir, "-n", "2", "-v")
 
     result.assert_outcomes(passed=20)
     assert builds(project) == 1
@@ -192,8 +172,8 @@ def test_concurrent_sessions_build_once_and_warm_run_builds_nothing(
 ) -> None:
     pytester.makepyfile(test_inner=TEMPLATE_ONLY_TESTS)
     with live_server(data_dir):  # shared by the inner runs: they pay no start/stop
-        first = popen(pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_LINGER="1")
-        second = popen(pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_LINGER="1")
+        first = popen_inner(pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_LINGER="1")
+        second = popen_inner(pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_LINGER="1")
         outputs = [proc.communicate(timeout=120)[0] for proc in (first, second)]
 
         assert [first.returncode, second.returncode] == [0, 0], outputs
@@ -202,7 +182,7 @@ def test_concurrent_sessions_build_once_and_warm_run_builds_nothing(
         assert name_a == name_b
         assert sorted(h.split()[0] for h in (how_a, how_b)) == ["built", "reused"]
 
-        warm = run(pytester, data_dir, "-p", "no:xdist")
+        warm = run_inner(pytester, data_dir, "-p", "no:xdist")
         warm.assert_outcomes(passed=2)
         assert builds(project) == 1, "a warm run must not build"
         assert template_of(warm.stdout.str()) == (name_a, "reused")
@@ -216,23 +196,23 @@ def test_key_follows_input_content_and_rebuild_builds_once(
     pytester.makepyfile(test_inner=TEMPLATE_ONLY_TESTS)
     schema = pytester.path / "schema" / "001_items.sql"
     with live_server(data_dir):
-        original = template_of(run(pytester, data_dir, "-p", "no:xdist").stdout.str())[0]
+        original = template_of(run_inner(pytester, data_dir, "-p", "no:xdist").stdout.str())[0]
 
         later = time.time() + 120
         os.utime(schema, (later, later))  # touched, content unchanged
-        touched = run(pytester, data_dir, "-p", "no:xdist")
+        touched = run_inner(pytester, data_dir, "-p", "no:xdist")
         touched.assert_outcomes(passed=2)
         assert template_of(touched.stdout.str()) == (original, "reused")
         assert builds(project) == 1
 
         schema.write_text(SCHEMA + "CREATE INDEX item_name ON item (name);\n")
-        edited = run(pytester, data_dir, "-p", "no:xdist")
+        edited = run_inner(pytester, data_dir, "-p", "no:xdist")
         edited.assert_outcomes(passed=2)
         new_name, how = template_of(edited.stdout.str())
         assert new_name != original and how.startswith("built")
         assert builds(project) == 2
 
-        rebuilt = run(pytester, data_dir, "-n", "2", "--nocrud-rebuild")
+        rebuilt = run_inner(pytester, data_dir, "-n", "2", "--nocrud-rebuild")
         rebuilt.assert_outcomes(passed=2)
         assert builds(project) == 3, "--nocrud-rebuild rebuilds once per run, not once per worker"
         name, how = template_of(rebuilt.stdout.str())
@@ -245,7 +225,9 @@ def test_build_killed_midway_leaves_no_usable_template_and_next_run_rebuilds(
 ) -> None:
     pytester.makepyfile(test_inner=TEMPLATE_ONLY_TESTS)
     marker = tmp_path / "building"
-    proc = popen(pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_BLOCK="1", NOCRUD_TEST_MARKER=str(marker))
+    proc = popen_inner(
+        pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_BLOCK="1", NOCRUD_TEST_MARKER=str(marker)
+    )
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()[0]
@@ -262,7 +244,7 @@ def test_build_killed_midway_leaves_no_usable_template_and_next_run_rebuilds(
             assert not admin.is_finalized(conn, name)
     assert postgres_pids(data_dir) == [], "the killed run's server must stop once its lease is gone"
 
-    result = run(pytester, data_dir, "-p", "no:xdist")
+    result = run_inner(pytester, data_dir, "-p", "no:xdist")
     result.assert_outcomes(passed=2)
     assert builds(project) == 2, "the next run rebuilds"
     assert template_of(result.stdout.str())[1].startswith("built")
@@ -291,7 +273,7 @@ def test_failing_sql_file_is_reported_by_file_and_line_once_per_worker(
     )
     pytester.makepyfile(test_inner=FAILING_SQL_TESTS)
 
-    result = run(pytester, data_dir, "-n", "2", "-v")
+    result = run_inner(pytester, data_dir, "-n", "2", "-v")
 
     result.assert_outcomes(passed=2, errors=6)
     out = result.stdout.str()
@@ -328,9 +310,9 @@ def test_no_clones_remain_but_a_kept_failed_database_holds_the_failed_write(
 ) -> None:
     pytester.makepyfile(test_inner=KEEP_FAILED_TESTS)
 
-    plain = run(pytester, data_dir, "-p", "no:xdist")
+    plain = run_inner(pytester, data_dir, "-p", "no:xdist")
     plain.assert_outcomes(passed=2, failed=1)
-    kept = run(pytester, data_dir, "-p", "no:xdist", "--nocrud-keep-failed")
+    kept = run_inner(pytester, data_dir, "-p", "no:xdist", "--nocrud-keep-failed")
     kept.assert_outcomes(passed=2, failed=1)
 
     assert "database kept for inspection" not in plain.stdout.str()
@@ -358,7 +340,7 @@ def test_leftovers_of_dead_runs_are_collected_and_live_ones_untouched(
                 admin.create(conn, name)
         assert admin.try_advisory_lock(owner, live)  # a live run on another machine owns live*
 
-        run(pytester, data_dir, "-p", "no:xdist").assert_outcomes(passed=2)
+        run_inner(pytester, data_dir, "-p", "no:xdist").assert_outcomes(passed=2)
 
         assert databases(server, dead) == []
         assert databases(server, live) == [live, f"{live}_c1"]
