@@ -48,13 +48,13 @@ from common import RESULTS, update_section
 
 from pytest_nocrud import admin
 from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.server import EmbeddedCluster, default_home
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_app"
 CONTENDERS_DIR = ROOT / "bench" / "contenders"
 HEADINGS = ("## Suite wall time", "## Cold vs warm", "## Scaling")
-WORK_PREFIX = "nocrud-bench-suite-"  # under /var/tmp: as root the server runs as `postgres`
+WORK_PREFIX = "nocrud-bench-suite-"
 GOAL_SPEEDUP = 5.0
 GOAL_OVERHEAD = 1.15
 BUILD_LINE = re.compile(r"building template nocrud_tpl_\w+")
@@ -137,7 +137,11 @@ class Bench:
     """Owns the work directory, the project copies and the pytest-django server; cleans up all of it."""
 
     def __init__(self) -> None:
-        self.work = Path("/var/tmp") / f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}"
+        # Where the plugin's default keeps clusters (RAM when /dev/shm is roomy, else a disk cache); the
+        # pytest-django contender's server lives there too, so both get the same storage.
+        base = default_home(Path("bench")).parent
+        base.mkdir(parents=True, exist_ok=True)
+        self.work = base / f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}"
         self.work.mkdir(mode=0o755)
         self.home = self.work / "home"  # the nocrud contenders' embedded cluster (NOCRUD_DATA_DIR)
         self.home.mkdir(mode=0o755)
@@ -323,10 +327,10 @@ def clone_cost(bench: Bench, reps: int = 5) -> list[tuple[str, float, float]]:
     pool's refill -- not the handoff -- bounds the suite. Same template on both, so only the disk differs.
     """
     out = []
-    shm = Path("/dev/shm")
-    homes = [("data dir on " + str(bench.home.parent.parent), bench.home, False)]
-    if shm.is_dir():
-        homes.append(("data dir on /dev/shm (tmpfs)", shm / f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}", True))
+    disk = Path("/var/tmp")
+    homes = [("data dir in the default location " + str(bench.work.parent), bench.home, False)]
+    if bench.work.parent.parts[:2] != disk.parts[:2]:
+        homes.append(("data dir on disk (/var/tmp)", disk / f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}", True))
     for label, home, temporary in homes:
         home.mkdir(mode=0o755, exist_ok=True)
         cluster = EmbeddedCluster(home)
