@@ -10,8 +10,8 @@
     Sessions alternate (flow, plain, flow, ...) so drift in machine load hits both alike; the first
     tests of each session (app start, template check) are excluded as warm-up.
 
-The data dir lives under /var/tmp (as root the server runs as ``postgres``, who cannot enter /root or
-/tmp/pytest-of-root) and is removed at the end; the script fails if any postgres or runserver process
+The data dir lives where the plugin's default keeps clusters (RAM when /dev/shm is roomy) and is
+removed at the end; the script fails if any postgres or runserver process
 it started is still alive then.
 
 Usage: .venv/bin/python bench/app.py [--starts 12] [--tests 200] [--rounds 3] [--no-write]
@@ -26,11 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from common import RESULTS, Stats, machine_line, raw_line, stats_table, update_section, wait_until_quiet
+from common import (
+    RESULTS,
+    Stats,
+    bench_home,
+    machine_line,
+    raw_line,
+    stats_table,
+    update_section,
+    wait_until_quiet,
+)
 
 from pytest_nocrud.app import AppLog, AppProcess, AppSpec
 from pytest_nocrud.builders import parse_builder
@@ -261,8 +269,7 @@ def main() -> int:
     if args.tests <= WARMUP:
         parser.error(f"--tests must exceed the {WARMUP} warm-up tests")
 
-    home = Path("/var/tmp") / f"nocrud-bench-app-{uuid.uuid4().hex[:12]}"
-    home.mkdir(mode=0o755)
+    home = bench_home("nocrud-bench-app-")
     try:
         idle = wait_until_quiet(args.quiet_wait, log=log)
         start, version = bench_start(home, args.starts)

@@ -13,8 +13,11 @@ import os
 import platform
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from pytest_nocrud.server import default_home
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_TITLE = "# pytest-nocrud benchmarks"
@@ -131,3 +134,16 @@ def wait_until_quiet(max_wait: float, idle: float = 0.9, log: Callable[[str], No
         if seen >= idle or time.monotonic() >= deadline:
             return seen
         log(f"waiting for a quiet machine: CPU idle {seen:.0%} < {idle:.0%}")
+
+
+def bench_home(prefix: str) -> Path:
+    """A fresh cluster home where the plugin's default keeps clusters (RAM when /dev/shm is roomy).
+
+    Benchmarks measure what users get, so they use the default location; the directory is theirs to
+    remove at the end.
+    """
+    base = default_home(Path("bench")).parent
+    base.mkdir(parents=True, exist_ok=True)
+    home = base / f"{prefix}{uuid.uuid4().hex[:12]}"
+    home.mkdir(mode=0o755)
+    return home

@@ -28,12 +28,10 @@ import statistics
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
-from common import machine_line, update_section
+from common import bench_home, machine_line, update_section
 from psycopg import sql
 
 from pytest_nocrud import admin
@@ -201,8 +199,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    home = Path("/var/tmp") / f"nocrud-bench-handoff-{uuid.uuid4().hex[:12]}"
-    home.mkdir(mode=0o755)
+    home = bench_home("nocrud-bench-handoff-")
     cluster = EmbeddedCluster(home)
     owner = ProcessId.of(os.getpid())
     load_before = os.getloadavg()
