@@ -73,9 +73,12 @@ PLAIN_TESTS = """
 import httpx
 import pytest
 
+from pytest_nocrud.timeline import shared_ssl_context
+
 @pytest.mark.parametrize("i", range({n}))
 def test_health(nocrud_app, i):
-    with httpx.Client(base_url=nocrud_app.url) as client:
+    # the same cached SSL context as nocrud_client, so only the fresh database differs
+    with httpx.Client(base_url=nocrud_app.url, verify=shared_ssl_context()) as client:
         assert client.get("/api/health/").status_code == 200
 """
 
@@ -230,8 +233,9 @@ runs {args.tests} parametrized no-op tests (one `GET {READY_PATH}`); the first {
 are excluded (app start, imports). Per-test time is pytest's own (junit XML, setup + call + teardown).
 *flow*: `@pytest.mark.crud_flow` + `nocrud_client` (handoff of a fresh database before every test, request
 recording). *plain*: `nocrud_app` + a new `httpx.Client` per test, same app, no fresh database. Both
-create one `httpx.Client` per test, so the difference is the fresh database (handoff, and in a tight
-loop of no-op tests, waiting for the background pool to clone the next one) plus request recording.
+create one `httpx.Client` per test with the same shared SSL context, so the difference is the fresh
+database (handoff, and in a tight loop of no-op tests, waiting for the background pool to clone the
+next one) plus request recording.
 
 | measurement | N | mean ms | median ms | p90 ms | min ms | max ms |
 |---|---:|---:|---:|---:|---:|---:|

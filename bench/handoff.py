@@ -36,7 +36,7 @@ from psycopg import sql
 
 from pytest_nocrud import admin
 from pytest_nocrud.conninfo import ConnInfo
-from pytest_nocrud.pool import ClonePool, choose_strategy, pool_prefix
+from pytest_nocrud.pool import ClonePool, choose_strategy, pool_prefix, swap_statement, terminate_statement
 from pytest_nocrud.procs import ProcessId
 from pytest_nocrud.report import percentile
 from pytest_nocrud.server import EmbeddedCluster
@@ -157,9 +157,7 @@ def profile_swap(conn: admin.Conn, reps: int) -> dict[str, list[float]]:
         admin.drop(conn, name)
     admin.create(conn, stable)
     admin.create(conn, a)
-    term = sql.SQL("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = {}").format(
-        sql.Literal(stable)
-    )
+    term = terminate_statement(stable)  # exactly what the pool sends
     out: dict[str, list[float]] = {
         k: [] for k in ("terminate query", "rename (each)", "swap batch", "SELECT 1")
     }
@@ -178,7 +176,7 @@ def profile_swap(conn: admin.Conn, reps: int) -> dict[str, list[float]]:
         timed("rename (each)", rename(stable, b))  # dirty away
         timed("rename (each)", rename(a, stable))  # clone in
         timed("rename (each)", rename(b, a))  # back to the start state
-        timed("swap batch", sql.SQL("; ").join([term, rename(stable, b), rename(a, stable)]))
+        timed("swap batch", swap_statement(stable, a, b))
         conn.execute(rename(stable, a))
         conn.execute(rename(b, stable))
     for name in (a, b, stable):
