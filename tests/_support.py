@@ -50,9 +50,16 @@ def discard_cluster_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# pytest prints untruncated messages in its short summary when these are set; inner runs must look the
+# same on a laptop and in CI, or assertions that count a message in the output change meaning.
+CI_MARKERS = ("CI", "BUILD_NUMBER")
+
+
 def run_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> pytest.RunResult:
     """An inner pytest run in a subprocess, so the plugin's processes must end with it."""
     with pytest.MonkeyPatch.context() as patch:
+        for name in CI_MARKERS:
+            patch.delenv(name, raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
         return pytester.runpytest_subprocess(
@@ -65,7 +72,7 @@ def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: st
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
         cwd=pytester.path,
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in CI_MARKERS}, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

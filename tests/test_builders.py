@@ -1,8 +1,9 @@
-"""Builders and the SQL runner against a real PostgreSQL (a throwaway cluster, see _pg.py)."""
+"""Builders and the SQL runner against a real PostgreSQL (the project's own embedded cluster)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pytest_nocrud import admin
 from pytest_nocrud.builders import (
     BuildError,
     CommandBuilder,
@@ -23,18 +25,29 @@ from pytest_nocrud.builders import (
     parse_builder,
 )
 from pytest_nocrud.conninfo import ConnInfo
+from pytest_nocrud.procs import ProcessId
+from pytest_nocrud.server import EmbeddedCluster
 from pytest_nocrud.sqlrunner import run_sql_files, split_statements, sql_files_in
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pg import create_database, throwaway_postgres  # noqa: E402
 
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_admin() -> Iterator[ConnInfo]:
-    with throwaway_postgres() as admin:
-        yield admin
+def pg_admin(warm_data_dir: Path) -> Iterator[ConnInfo]:
+    cluster = EmbeddedCluster(warm_data_dir)
+    me = ProcessId.of(os.getpid())
+    try:
+        yield cluster.acquire(me).admin
+    finally:
+        cluster.release(me)
+
+
+def create_database(server: ConnInfo, name: str) -> ConnInfo:
+    """A fresh empty database (dropped first if a previous run left it)."""
+    with admin.connect(server) as conn:
+        admin.drop(conn, name)
+        admin.create(conn, name)
+    return server.with_db(name)
 
 
 @pytest.fixture
