@@ -44,7 +44,7 @@ from pytest_nocrud.app import AppLog, AppProcess, AppSpec
 from pytest_nocrud.builders import parse_builder
 from pytest_nocrud.key import compute_key
 from pytest_nocrud.pool import ClonePool, pool_prefix
-from pytest_nocrud.procs import ProcessId, is_running
+from pytest_nocrud.procs import ProcessId, is_running, pids_whose_cmdline_has
 from pytest_nocrud.server import EmbeddedCluster, PostgresServer
 from pytest_nocrud.template import Template, ensure_template
 
@@ -107,17 +107,7 @@ def runserver_pids(home: Path) -> list[int]:
 
 
 def postgres_pids(home: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "postgres" in cmdline and str(home) in cmdline and is_running(int(proc.name)):
-            pids.append(int(proc.name))
-    return pids
+    return pids_whose_cmdline_has("postgres", str(home))
 
 
 def warm_template(server: PostgresServer, home: Path) -> Template:

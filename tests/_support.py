@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nocrud.procs import is_running
+from pytest_nocrud.procs import pids_whose_cmdline_has
 from pytest_nocrud.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
 
 # As root the server runs as the 'postgres' user, which cannot enter pytest's private tmp_path
@@ -23,17 +23,7 @@ CLUSTERS_ROOT = SHARED_MEMORY / "pytest-nocrud-tests" if roomy_tmpfs(SHARED_MEMO
 
 def postgres_pids(data_dir: Path) -> list[int]:
     """Live postgres processes whose command line mentions ``data_dir`` (their postmaster)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "postgres" in cmdline and str(data_dir) in cmdline and is_running(int(proc.name)):
-            pids.append(int(proc.name))
-    return pids
+    return pids_whose_cmdline_has("postgres", str(data_dir))
 
 
 def new_cluster_dir() -> Path:

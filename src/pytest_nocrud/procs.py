@@ -67,6 +67,25 @@ class ProcessId:
         return is_running(self.pid) and (not self.started or start_time(self.pid) == self.started)
 
 
+def pids_whose_cmdline_has(*needles: str) -> list[int]:
+    """Live processes whose command line contains every needle (e.g. "postgres" and a data dir).
+
+    Used to prove nothing outlived a run, and by benchmarks to clean up; Linux /proc only.
+    """
+    pids = []
+    proc_root = Path("/proc")
+    for entry in proc_root.iterdir() if proc_root.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(needle in cmdline for needle in needles) and is_running(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
