@@ -69,3 +69,39 @@ test_tag_crud = CrudFlow(
     read_only_fields=["id"],
     as_user=AsUser("producer", "producer-pass"),
 ).as_test()
+
+
+# -- README "Flow recipes" -------------------------------------------------------------------------
+
+
+@pytest.mark.crud_flow
+def test_universe_needs_a_name(nocrud_client):
+    session_login(nocrud_client, "producer", "producer-pass")
+    response = nocrud_client.post("/api/universes/", json={"description": "no name"})
+    assert response.status_code == 400
+    assert response.json() == {"name": ["This field is required."]}
+
+
+@pytest.mark.crud_flow
+def test_viewer_may_not_create_actors(nocrud_client):
+    session_login(nocrud_client, "viewer", "viewer-pass")
+    assert nocrud_client.post("/api/actors/", json={"name": "X"}).status_code == 403
+    assert len(nocrud_client.get("/api/actors/").json()) == 2  # nothing was saved
+
+
+@pytest.mark.crud_flow
+def test_one_vote_per_user(nocrud_client_factory):
+    writer = nocrud_client_factory(as_user=AsUser("writer", "writer-pass"))
+    pitch = writer.post("/api/pitches/", json={"production": 1, "title": "T", "logline": "L"}).json()
+    voter = nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))
+    assert voter.post("/api/votes/", json={"pitch": pitch["id"], "value": 1}).status_code == 201
+    again = voter.post("/api/votes/", json={"pitch": pitch["id"], "value": -1})
+    assert again.status_code == 400
+    assert again.json() == {"non_field_errors": ["You have already voted on this pitch."]}
+
+
+@pytest.mark.crud_flow
+def test_deleting_a_production_deletes_its_episodes(nocrud_client):
+    session_login(nocrud_client, "producer", "producer-pass")
+    assert nocrud_client.delete("/api/productions/1/").status_code == 204
+    assert nocrud_client.get("/api/episodes/1/").status_code == 404
