@@ -409,6 +409,28 @@ def test_sigkilled_worker_app_is_stopped_by_the_run_owner(
     _assert_nothing_left(pytester, warm_data_dir, output)
 
 
+@pytest.mark.parametrize("workers", [["-n", "2"], ["-p", "no:xdist"]], ids=["xdist", "single"])
+def test_sigterm_to_pytest_alone_stops_app_and_server(
+    pytester: pytest.Pytester, warm_data_dir: Path, tmp_path: Path, workers: list[str]
+) -> None:
+    """A cancelled CI job: SIGTERM reaches the pytest process only, not its process group."""
+    _project(pytester)
+    pytester.makepyfile(test_inner=BLOCKS)
+    started = tmp_path / "started"
+    proc = popen_inner(
+        pytester, warm_data_dir, *workers, STARTED=str(started), RELEASE=str(tmp_path / "never")
+    )
+    _wait_for(started, proc)
+    (app_pid,) = _app_pids(pytester)
+
+    os.kill(proc.pid, signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+
+    assert proc.returncode != 0
+    assert not is_running(app_pid), output
+    _assert_nothing_left(pytester, warm_data_dir, output)
+
+
 # -- what starts when ---------------------------------------------------------------------------------
 
 

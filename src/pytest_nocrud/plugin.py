@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -72,10 +74,28 @@ def pytest_configure(config: pytest.Config) -> None:
         worker=worker,
         progress=_terminal_writer(config, worker),
     )
+    _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
     config.stash[_HTML_RECORDS] = []
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
+
+
+def _terminate_like_ctrl_c() -> None:
+    """Treat SIGTERM (a CI job being cancelled, ``kill``) like Ctrl-C, so teardown still runs.
+
+    By default SIGTERM ends Python on the spot: no fixture teardown, no unconfigure, so the app
+    servers and the embedded PostgreSQL -- in sessions of their own -- would outlive the run. Only
+    installed when nobody else handles SIGTERM, and only in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _terminal_writer(config: pytest.Config, worker: str) -> Callable[[str], None]:
