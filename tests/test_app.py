@@ -380,11 +380,7 @@ def test_sigint_mid_test_stops_app_and_server(
     output, _ = proc.communicate(timeout=60)
 
     assert proc.returncode != 0
-    assert not is_running(app_pid), output
-    terms = pytester.path / "app_terms"
-    # Usually the worker's teardown TERMs the app; when Ctrl-C kills the worker first, the app may die
-    # of SIGPIPE on its next log line instead -- either way nothing survives the run.
-    assert not terms.exists() or terms.read_text().split() == [str(app_pid)]
+    assert (pytester.path / "app_terms").read_text().split() == [str(app_pid)], "an orderly stop"
     _assert_nothing_left(pytester, warm_data_dir, output)
 
 

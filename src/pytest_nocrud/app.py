@@ -28,7 +28,7 @@ from typing import IO
 import httpx
 
 from .conninfo import ConnInfo
-from .procs import wait_gone
+from .procs import wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
@@ -275,18 +275,19 @@ class _PortTaken(Exception):
 
 
 def stop_group(pgid: int) -> None:
-    """End a process group: SIGTERM, then SIGKILL whatever is left after the grace period."""
+    """End a process group: SIGTERM, then SIGKILL whatever is left after the grace period.
+
+    Waits for every member, not just the leader: with ``shell=True`` the leader is a shell that dies
+    at once on TERM while the app is still running its own shutdown.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if not wait_gone(pgid, STOP_GRACE):
+    if not wait_group_gone(pgid, STOP_GRACE):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        wait_gone(pgid, 2.0)
-    # Members other than the leader may linger a moment after the leader went; KILL them too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+        wait_group_gone(pgid, 2.0)
 
 
 def stop_registered(registry: Path) -> int:

@@ -86,6 +86,32 @@ def pids_whose_cmdline_has(*needles: str) -> list[int]:
     return pids
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``; Linux /proc only (else [pgid] if alive)."""
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return [pgid] if is_running(pgid) else []
+    members = []
+    for entry in proc_root.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Poll until no live process is left in group ``pgid``; True if that happened in time."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while group_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
