@@ -11,6 +11,7 @@ import dataclasses
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -100,28 +101,26 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def wait_group_gone(pgid: int, timeout: float) -> bool:
-    """Poll until no live process is left in group ``pgid``; True if that happened in time."""
+def _poll_until(done: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``done`` with a short, growing delay; True if it held within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.002
-    while group_members(pgid):
+    while not done():
         if time.monotonic() >= deadline:
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return True
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in group ``pgid``; True if that happened in time."""
+    return _poll_until(lambda: not group_members(pgid), timeout)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while is_running(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
+    """Wait until ``pid`` is gone (or a zombie); True if it went within ``timeout`` seconds."""
+    return _poll_until(lambda: not is_running(pid), timeout)
 
 
 def terminate(pid: int, *, first: signal.Signals, grace: float) -> None:
