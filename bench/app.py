@@ -41,12 +41,12 @@ from common import (
 )
 
 from pytest_nocrud.app import AppLog, AppProcess, AppSpec
-from pytest_nocrud.builders import parse_builder
-from pytest_nocrud.key import compute_key
-from pytest_nocrud.pool import ClonePool, pool_prefix
-from pytest_nocrud.procs import ProcessId, is_running, pids_whose_cmdline_has
-from pytest_nocrud.server import EmbeddedCluster, PostgresServer
-from pytest_nocrud.template import Template, ensure_template
+from pytest_nocrud.pg.builders import parse_builder
+from pytest_nocrud.pg.key import compute_key
+from pytest_nocrud.pg.pool import ClonePool, pool_prefix
+from pytest_nocrud.pg.procs import ProcessId, is_running, pids_whose_cmdline_has
+from pytest_nocrud.pg.server import EmbeddedCluster, PostgresServer
+from pytest_nocrud.pg.template import Template, ensure_template
 
 HEADING = "## App server"
 COMMAND = ".venv/bin/python bench/app.py"
@@ -73,7 +73,7 @@ PLAIN_TESTS = """
 import httpx
 import pytest
 
-from pytest_nocrud.timeline import shared_ssl_context
+from pytest_nocrud.flows.timeline import shared_ssl_context
 
 @pytest.mark.parametrize("i", range({n}))
 def test_health(nocrud_app, i):

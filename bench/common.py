@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pytest_nocrud.server import default_home
+from pytest_nocrud.pg.server import default_home
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_TITLE = "# pytest-nocrud benchmarks"

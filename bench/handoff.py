@@ -34,12 +34,12 @@ import psycopg
 from common import bench_home, machine_line, update_section
 from psycopg import sql
 
-from pytest_nocrud import admin
-from pytest_nocrud.conninfo import ConnInfo
-from pytest_nocrud.pool import ClonePool, choose_strategy, pool_prefix, swap_statement, terminate_statement
-from pytest_nocrud.procs import ProcessId
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.pg.pool import ClonePool, choose_strategy, pool_prefix, swap_statement, terminate_statement
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster
 from pytest_nocrud.report import percentile
-from pytest_nocrud.server import EmbeddedCluster
 
 HEADING = "## Handoff"
 TABLES = 20

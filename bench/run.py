@@ -46,9 +46,9 @@ from pathlib import Path
 import psycopg
 from common import RESULTS, update_section
 
-from pytest_nocrud import admin
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster, default_home
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster, default_home
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_app"

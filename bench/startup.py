@@ -38,8 +38,8 @@ from common import (
     wait_until_quiet,
 )
 
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster, default_home
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster, default_home
 
 HEADING = "## Embedded server start-up"
 COMMAND = ".venv/bin/python bench/startup.py"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nocrud.procs import pids_whose_cmdline_has
-from pytest_nocrud.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
+from pytest_nocrud.pg.procs import pids_whose_cmdline_has
+from pytest_nocrud.pg.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
 
 # As root the server runs as the 'postgres' user, which cannot enter pytest's private tmp_path
 # (/tmp/pytest-of-root is 0700), so clusters under test live in RAM like the default (much faster

@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 
-from pytest_nocrud.auth import AsUser
-from pytest_nocrud.flows import expect_status
+from pytest_nocrud import AsUser, expect_status
 
 # Fixture users (password = "<username>-pass").
 ADMIN = AsUser("admin", "admin-pass")  # id 1, superuser: everything, incl. users and others' pitches

@@ -13,8 +13,7 @@ import httpx
 import pytest
 from pitchdesk_api import create
 
-from pytest_nocrud.auth import AsUser, session_login
-from pytest_nocrud.flows import expect_status
+from pytest_nocrud import AsUser, expect_status, session_login
 
 pytestmark = pytest.mark.crud_flow
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pitchdesk_api import PRODUCER, PRODUCTION_ID, WRITER, WRITER2, create, create_pitch, ids
 
-from pytest_nocrud.flows import Flow, StepContext, expect_status
+from pytest_nocrud import Flow, StepContext, expect_status
 
 pytestmark = pytest.mark.crud_flow
 

@@ -26,9 +26,7 @@ from typing import Any
 
 from pitchdesk_api import ADMIN, PRODUCER, PRODUCTION_ID, WRITER, WRITER2, WRITER_ID, create_pitch
 
-from pytest_nocrud.auth import AsUser
-from pytest_nocrud.crud import CrudFlow
-from pytest_nocrud.flows import StepContext, expect_status
+from pytest_nocrud import AsUser, CrudFlow, StepContext, expect_status
 
 # --- users: staff only; the password is write-only, date_joined read-only ---------------------------
 

@@ -23,7 +23,7 @@ from pitchdesk_api import (
     ids,
 )
 
-from pytest_nocrud.flows import expect_status
+from pytest_nocrud import expect_status
 
 pytestmark = pytest.mark.crud_flow
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from pitchdesk_api import PITCH_LOCKED, WRITER, WRITER2, WRITER2_ID, WRITER_ID, create, create_pitch
 
-from pytest_nocrud.flows import Flow, StepContext, expect_status
+from pytest_nocrud import Flow, StepContext, expect_status
 
 pytestmark = pytest.mark.crud_flow
 

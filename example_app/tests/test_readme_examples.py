@@ -2,9 +2,7 @@
 
 import pytest
 
-from pytest_nocrud.auth import AsUser, session_login
-from pytest_nocrud.crud import CrudFlow
-from pytest_nocrud.flows import Flow, expect_status
+from pytest_nocrud import AsUser, CrudFlow, Flow, expect_status, session_login
 
 # One declaration: create -> read -> list -> update -> delete -> gone, logged in as a producer.
 test_actor_crud = CrudFlow(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_nocrud.auth import session_login
+from pytest_nocrud import session_login
 
 
 @pytest.mark.crud_flow

@@ -1,3 +1,49 @@
-"""pytest-nocrud: end-to-end API flows on a real app and real PostgreSQL, a fresh database per test."""
+"""pytest-nocrud: end-to-end API flows on a real app and real PostgreSQL, a fresh database per test.
+
+Users import from here (``from pytest_nocrud import CrudFlow, AsUser``); the modules behind these
+names are internal and may move. The plugin itself is registered through the ``pytest11`` entry point.
+"""
+
+from .errors import (
+    AppStartError,
+    BinariesNotFound,
+    BuildError,
+    FlowDefinitionError,
+    FlowFailed,
+    HandoffError,
+    NocrudError,
+    PoolError,
+    SerialError,
+    ServerError,
+    UsageError,
+)
+from .flows.auth import AsBearer, AsUser, bearer_login, csrf_headers, session_login
+from .flows.crud import Created, CrudFlow
+from .flows.steps import Flow, FlowResult, StepContext, expect_status
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AppStartError",
+    "AsBearer",
+    "AsUser",
+    "BinariesNotFound",
+    "BuildError",
+    "Created",
+    "CrudFlow",
+    "Flow",
+    "FlowDefinitionError",
+    "FlowFailed",
+    "FlowResult",
+    "HandoffError",
+    "NocrudError",
+    "PoolError",
+    "SerialError",
+    "ServerError",
+    "StepContext",
+    "UsageError",
+    "bearer_login",
+    "csrf_headers",
+    "expect_status",
+    "session_login",
+]

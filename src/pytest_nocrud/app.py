@@ -27,17 +27,15 @@ from typing import IO
 
 import httpx
 
-from .conninfo import ConnInfo
-from .procs import wait_group_gone
+from .errors import AppStartError, NocrudError
+from .pg.conninfo import ConnInfo
+from .pg.procs import wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
 STOP_GRACE = 5.0
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
 
-
-class AppStartError(RuntimeError):
-    """The app did not come up; the message has the exit code or reason and its last log lines."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +263,7 @@ class AppProcess:
             (self.registry / str(pid)).unlink(missing_ok=True)
 
 
-class _PortTaken(Exception):
+class _PortTaken(NocrudError):
     """The app exited saying its port was in use: worth another try on another port."""
 
     def __init__(self, command: str, tail: str) -> None:

@@ -17,11 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin
-from .key import TEMPLATE_PREFIX
-from .pool import OWNED_NAME, collect_garbage
-from .procs import ProcessId
-from .server import EmbeddedCluster, PostgresServer, ServerError, check_dsn, default_home
+from .errors import NocrudError
+from .pg import admin
+from .pg.key import TEMPLATE_PREFIX
+from .pg.pool import OWNED_NAME, collect_garbage
+from .pg.procs import ProcessId
+from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
 
 FAILED_PREFIX = "nocrud_failed_"
 
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster.release(me)
             else:
                 (cluster.leases / me.token).unlink(missing_ok=True)
-    except (ServerError, RuntimeError) as exc:
+    except NocrudError as exc:
         print(f"nocrud: {exc}", file=sys.stderr)
         return 1
 

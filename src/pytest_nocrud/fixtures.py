@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from .app import AppLog, AppProcess
-from .auth import AsBearer, AsUser, new_client
-from .runtime import Runtime, SetupFailed
+from .errors import SetupFailed
+from .flows.auth import AsBearer, AsUser, new_client
+from .flows.timeline import RequestLog, make_client
+from .pg.server import PostgresServer
+from .pg.template import Template
+from .pg.testdb import TestDatabase
+from .runtime import Runtime
 from .serial import ExternalApp
-from .server import PostgresServer
-from .template import Template
-from .testdb import TestDatabase
-from .timeline import RequestLog, make_client
 
 RUNTIME = pytest.StashKey[Runtime]()
 KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .timeline import RequestRecord
+from .flows.timeline import RequestRecord
 
 TestRecord = dict[str, Any]  # {"nodeid", "outcome", "seconds", "worker", "requests": [...]}
 

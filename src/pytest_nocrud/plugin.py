@@ -30,7 +30,7 @@ from .fixtures import (
 )
 from .html import TestRecord, test_record
 from .html import write as write_html
-from .procs import ProcessId
+from .pg.procs import ProcessId
 from .report import summary_lines
 from .runtime import Runtime
 

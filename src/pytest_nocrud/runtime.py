@@ -13,28 +13,21 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import admin, serial
-from .app import AppLog, AppProcess, AppSpec, AppStartError, stop_registered
-from .builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
+from . import serial
+from .app import AppLog, AppProcess, AppSpec, stop_registered
 from .config import Settings
-from .conninfo import ConnInfo
-from .errors import BuildError
-from .key import compute_key
-from .pool import ClonePool, PoolError, choose_strategy, collect_garbage, pool_prefix
-from .procs import ProcessId
-from .serial import ExternalApp, SerialError
-from .server import EmbeddedCluster, PostgresServer, ServerError, check_dsn, default_home
-from .template import Template, ensure_template
+from .errors import AppStartError, BuildError, NocrudError, SetupFailed
+from .pg import admin
+from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
+from .pg.conninfo import ConnInfo
+from .pg.key import compute_key
+from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
+from .pg.procs import ProcessId
+from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
+from .pg.template import Template, ensure_template
+from .serial import ExternalApp
 
 T = TypeVar("T")
-
-
-class SetupFailed(Exception):
-    """A shared resource could not be set up; ``brief`` is shown after the first full report."""
-
-    def __init__(self, message: str, brief: str) -> None:
-        super().__init__(message)
-        self.brief = brief
 
 
 DJANGO_APP_COMMAND = "{python} manage.py runserver {host}:{port} --noreload"
@@ -78,7 +71,7 @@ class Runtime:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
             text = str(exc).strip() or type(exc).__name__
-            if not isinstance(exc, (ServerError, BuildError, PoolError, AppStartError, SerialError, OSError)):
+            if not isinstance(exc, (NocrudError, OSError)):
                 text = f"{type(exc).__name__}: {text}"
             failure = SetupFailed(
                 f"pytest-nocrud: {what} is not available:\n{text}",

@@ -17,11 +17,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from .conninfo import ConnInfo, mask_password
-
-
-class SerialError(RuntimeError):
-    """Serial mode's target is missing or unusable; the message says which variable to set."""
+from .errors import SerialError
+from .pg.conninfo import ConnInfo, mask_password
 
 
 @dataclasses.dataclass(frozen=True)

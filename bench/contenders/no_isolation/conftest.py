@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_nocrud.fixtures import runtime_of
-from pytest_nocrud.template import Template
-from pytest_nocrud.testdb import TestDatabase
+from pytest_nocrud.pg.template import Template
+from pytest_nocrud.pg.testdb import TestDatabase
 
 
 @pytest.fixture

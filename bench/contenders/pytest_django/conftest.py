@@ -36,8 +36,8 @@ from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
 from django.test.testcases import LiveServerThread
 
-from pytest_nocrud.auth import AsBearer, AsUser, new_client
-from pytest_nocrud.timeline import RequestLog, make_client
+from pytest_nocrud.flows.auth import AsBearer, AsUser, new_client
+from pytest_nocrud.flows.timeline import RequestLog, make_client
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = [

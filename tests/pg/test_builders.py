@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_nocrud import admin
-from pytest_nocrud.builders import (
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.builders import (
     BuildError,
     CommandBuilder,
     DjangoBuilder,
@@ -24,10 +24,10 @@ from pytest_nocrud.builders import (
     detect_django_project,
     parse_builder,
 )
-from pytest_nocrud.conninfo import ConnInfo
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster
-from pytest_nocrud.sqlrunner import run_sql_files, split_statements, sql_files_in
+from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster
+from pytest_nocrud.pg.sqlrunner import run_sql_files, split_statements, sql_files_in
 
 _counter = itertools.count()
 
@@ -337,7 +337,7 @@ def test_python_builder_failure_rolls_back(tmp_path: Path, db: ConnInfo) -> None
 
 # --- django builder -------------------------------------------------------------------------------
 
-EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
+EXAMPLE_APP = Path(__file__).resolve().parents[2] / "example_app"
 
 
 def _example_manage_py() -> Path | None:

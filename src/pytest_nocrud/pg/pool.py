@@ -25,6 +25,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from ..errors import PoolError
 from . import admin
 from .conninfo import ConnInfo
 
@@ -74,9 +75,6 @@ def swap_statement(stable: str, clone: str, dirty: str | None) -> sql.Composed:
     )
     return sql.SQL("; ").join(parts)
 
-
-class PoolError(RuntimeError):
-    """The pool cannot produce clones (the background thread's error, re-raised in the test)."""
 
 
 class ClonePool:

@@ -22,7 +22,7 @@ import pytest
 from _support import popen_inner, postgres_pids, run_inner
 
 from pytest_nocrud.app import PORT_ATTEMPTS
-from pytest_nocrud.procs import is_running
+from pytest_nocrud.pg.procs import is_running
 
 APP = r'''
 """Tiny app under test: one table, a few endpoints, misbehaviour chosen by APP_MODE."""

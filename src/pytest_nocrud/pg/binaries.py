@@ -16,10 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-
-class BinariesNotFound(RuntimeError):
-    """No usable server binaries: the message lists every way out."""
-
+from ..errors import BinariesNotFound
 
 _COMMON_PATTERNS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu

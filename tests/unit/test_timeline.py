@@ -20,10 +20,10 @@ import pytest
 try:
     import pytest_nocrud  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from pytest_nocrud.flows import Flow, StepContext, expect_status
-from pytest_nocrud.timeline import (
+from pytest_nocrud.flows.steps import Flow, StepContext, expect_status
+from pytest_nocrud.flows.timeline import (
     MASK,
     RequestLog,
     RequestRecord,

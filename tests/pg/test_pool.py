@@ -16,11 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_nocrud import admin
-from pytest_nocrud.conninfo import ConnInfo
-from pytest_nocrud.pool import ClonePool, PoolError, collect_garbage, pool_prefix
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.pg.pool import ClonePool, PoolError, collect_garbage, pool_prefix
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster
 
 SIZE = 2
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_nocrud import admin
 from pytest_nocrud.app import AppLog, AppProcess, AppSpec
-from pytest_nocrud.builders import DjangoBuilder
-from pytest_nocrud.conninfo import ConnInfo
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.builders import DjangoBuilder
+from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "example_app"
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_app"
 FIXTURES = ("fixtures/users.json", "fixtures/catalog.json")
 DBNAME = "pitchdesk_serial"
 

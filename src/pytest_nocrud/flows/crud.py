@@ -25,8 +25,8 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
-from pytest_nocrud.auth import csrf_headers
-from pytest_nocrud.flows import (
+from pytest_nocrud.flows.auth import csrf_headers
+from pytest_nocrud.flows.steps import (
     DependsOn,
     Flow,
     FlowDefinitionError,

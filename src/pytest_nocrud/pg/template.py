@@ -16,10 +16,10 @@ from pathlib import Path
 import filelock
 import psycopg
 
+from ..errors import BuildError
 from . import admin
 from .builders import Builder
 from .conninfo import ConnInfo
-from .errors import BuildError
 from .key import TEMPLATE_PREFIX, TemplateKey
 
 KEEP_TEMPLATES = 3  # newest templates of other keys kept (branch switching stays warm)

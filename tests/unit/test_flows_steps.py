@@ -18,9 +18,9 @@ import pytest
 try:
     import pytest_nocrud  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from pytest_nocrud.flows import (
+from pytest_nocrud.flows.steps import (
     Flow,
     FlowDefinitionError,
     FlowFailed,
@@ -29,7 +29,7 @@ from pytest_nocrud.flows import (
     StepResult,
     StepStatus,
 )
-from pytest_nocrud.timeline import RequestRecord
+from pytest_nocrud.flows.timeline import RequestRecord
 
 pytest_plugins = ["pytester"]
 
@@ -429,7 +429,7 @@ def nocrud_client():
 """
 
 INNER_TESTS = """
-from pytest_nocrud.flows import Flow
+from pytest_nocrud.flows.steps import Flow
 
 signup = Flow("actor_signup")
 

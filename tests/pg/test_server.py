@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from _support import postgres_pids
 
-from pytest_nocrud import binaries
-from pytest_nocrud.procs import ProcessId, wait_gone
-from pytest_nocrud.server import EmbeddedCluster, ServerError, check_dsn
+from pytest_nocrud.pg import binaries
+from pytest_nocrud.pg.procs import ProcessId, wait_gone
+from pytest_nocrud.pg.server import EmbeddedCluster, ServerError, check_dsn
 
 
 def _query_ok(dsn: str) -> bool:
@@ -151,7 +151,7 @@ def test_a_cluster_dir_planted_by_another_user_in_a_shared_dir_is_refused(tmp_pa
 
 
 def test_default_home_is_per_project_and_in_ram_when_there_is_room(tmp_path: Path) -> None:
-    from pytest_nocrud.server import SHARED_MEMORY, default_home, roomy_tmpfs
+    from pytest_nocrud.pg.server import SHARED_MEMORY, default_home, roomy_tmpfs
 
     a, b = default_home(tmp_path / "a"), default_home(tmp_path / "b")
     assert a != b and a.name.startswith("a-") and b.name.startswith("b-")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from _support import popen_inner, postgres_pids, run_inner
 
-from pytest_nocrud.procs import ProcessId, wait_gone
-from pytest_nocrud.server import EmbeddedCluster
+from pytest_nocrud.pg.procs import ProcessId, wait_gone
+from pytest_nocrud.pg.server import EmbeddedCluster
 
 USES_SERVER = """
 import psycopg

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
+EXAMPLE_APP = Path(__file__).resolve().parents[2] / "example_app"
 
 
 def run_examples(data_dir: Path, selection: str, broken: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nocrud import key as keymod
-from pytest_nocrud.key import TEMPLATE_FORMAT_VERSION, compute_key, match_inputs, template_name
+from pytest_nocrud.pg import key as keymod
+from pytest_nocrud.pg.key import TEMPLATE_FORMAT_VERSION, compute_key, match_inputs, template_name
 
 GLOBS = ["db/**/*.sql"]
 

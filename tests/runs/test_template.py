@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from _support import popen_inner, postgres_pids, run_inner
 
-from pytest_nocrud import admin
-from pytest_nocrud.pool import pool_prefix
-from pytest_nocrud.procs import ProcessId
-from pytest_nocrud.server import EmbeddedCluster, PostgresServer
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.pool import pool_prefix
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster, PostgresServer
 
 INI = """
 [pytest]

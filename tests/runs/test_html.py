@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "example_app"
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_app"
 
 
 def test_html_timeline_gathers_every_workers_tests(data_dir: Path, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from _support import postgres_pids
 
-from pytest_nocrud import admin
 from pytest_nocrud.cli import main
-from pytest_nocrud.pool import pool_prefix
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.pool import pool_prefix
 
 
 def test_server_start_status_gc_stop(warm_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

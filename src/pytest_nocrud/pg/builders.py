@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 
+from ..errors import BuildError
 from .conninfo import ConnInfo
-from .errors import BuildError
 from .sqlrunner import SqlFileError, display_path, run_sql_files, sql_files_in
 
 __all__ = [

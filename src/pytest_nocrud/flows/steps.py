@@ -42,7 +42,9 @@ from typing import Any, TypeVar, overload
 import httpx
 import pytest
 
-from pytest_nocrud.timeline import RequestLog, RequestRecord, describe_response, log_for
+from pytest_nocrud.flows.timeline import RequestLog, RequestRecord, describe_response, log_for
+
+from ..errors import FlowDefinitionError, FlowFailed
 
 __all__ = [
     "Flow",
@@ -70,12 +72,6 @@ _REQUESTS_PER_STEP = 8
 _ERROR_CHARS = 1500
 
 
-class FlowDefinitionError(ValueError):
-    """The flow cannot run as declared: unknown dependency, cycle, duplicate name, bad option."""
-
-
-class FlowFailed(AssertionError):
-    """Raised by ``FlowResult.raise_for_failure``; the message is the step table and failing request."""
 
 
 class StepStatus(str, enum.Enum):

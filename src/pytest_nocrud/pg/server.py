@@ -36,6 +36,7 @@ from typing import TypedDict
 import filelock
 import psycopg
 
+from ..errors import ServerError
 from .binaries import find_bindir, major_of, server_version
 from .conninfo import ConnInfo, mask_password
 from .procs import ProcessId, is_running, terminate
@@ -57,9 +58,6 @@ SERVER_SETTINGS = {
     "log_min_error_statement": "panic",  # never log statement text (fixtures may contain secrets)
 }
 
-
-class ServerError(RuntimeError):
-    """PostgreSQL cannot be used; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from .errors import BuildError
+from ..errors import BuildError
 
 __all__ = ["BuildError", "SqlFileError", "run_sql_files", "sql_files_in", "split_statements"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from pytest_nocrud.timeline import RequestLog, describe_response, log_for, make_client
+from pytest_nocrud.flows.timeline import RequestLog, describe_response, log_for, make_client
 
 __all__ = [
     "AsBearer",
