@@ -36,7 +36,7 @@ from psycopg import sql
 
 from pytest_nocrud.pg import admin
 from pytest_nocrud.pg.conninfo import ConnInfo
-from pytest_nocrud.pg.pool import ClonePool, choose_strategy, pool_prefix, swap_statement, terminate_statement
+from pytest_nocrud.pg.pool import SESSION_GRACE_S, ClonePool, choose_strategy, pool_prefix, swap_statement
 from pytest_nocrud.pg.procs import ProcessId
 from pytest_nocrud.pg.server import EmbeddedCluster
 from pytest_nocrud.report import percentile
@@ -157,7 +157,7 @@ def profile_swap(conn: admin.Conn, reps: int) -> dict[str, list[float]]:
         admin.drop(conn, name)
     admin.create(conn, stable)
     admin.create(conn, a)
-    term = terminate_statement(stable)  # exactly what the pool sends
+    term = admin.end_sessions_statement(stable, grace_s=SESSION_GRACE_S)  # exactly what the pool sends
     out: dict[str, list[float]] = {
         k: [] for k in ("terminate query", "rename (each)", "swap batch", "SELECT 1")
     }

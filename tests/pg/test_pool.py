@@ -8,6 +8,7 @@ leaves nothing -- and hostile database names survive quoting.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pytest_nocrud import HandoffError
 from pytest_nocrud.pg import admin
 from pytest_nocrud.pg.conninfo import ConnInfo
 from pytest_nocrud.pg.pool import ClonePool, PoolError, collect_garbage, pool_prefix
@@ -113,6 +115,100 @@ def test_a_session_left_on_the_stable_database_is_terminated_at_handoff(pool: Cl
     with pytest.raises(psycopg.OperationalError):
         leftover.execute("SELECT 1")
     leftover.close()
+    assert rows(pool.info) == ["seed"]
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def test_handoff_with_a_session_left_open_does_not_sleep_in_postgres_retry(pool: ClonePool) -> None:
+    """PostgreSQL's rename waits for other sessions in 100 ms steps; the handoff must wait less."""
+    pool.handoff()
+    for _ in range(12):
+        psycopg.connect(pool.info.dsn, autocommit=True).execute("SELECT 1")  # left open, like a test's
+        pool.handoff()
+    assert median(pool.handoff_ms[1:]) < 50, pool.handoff_ms
+
+
+class PooledClient:
+    """An app's connection pool in miniature: one connection kept open, reconnected when it breaks."""
+
+    def __init__(self, info: ConnInfo) -> None:
+        self.info, self.done, self.reconnects = info, threading.Event(), 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        while not self.done.wait(0.002):
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.info.dsn, autocommit=True)
+                    self.reconnects += 1
+                conn.execute("SELECT 1")  # pre_ping
+            except psycopg.OperationalError:
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def test_handoff_under_a_pooled_app_that_reconnects_at_once_stays_fast(pool: ClonePool) -> None:
+    pool.handoff()
+    client = PooledClient(pool.info)
+    try:
+        for _ in range(12):
+            pool.handoff()
+    finally:
+        client.stop()
+    assert client.reconnects > 1, "the client really lost its session at each handoff"
+    assert median(pool.handoff_ms[1:]) < 50, pool.handoff_ms
+    assert rows(pool.info) == ["seed"]
+
+
+def test_a_session_that_will_not_leave_gives_one_clear_error(server: ConnInfo, template: str) -> None:
+    """A frozen backend (SIGSTOP) cannot act on its termination: the handoff names it and gives up."""
+    pool = ClonePool(
+        server, template, prefix=pool_prefix(uuid.uuid4().hex, "gw0"), size=1, strategy=None,
+        session_grace_s=0.3,
+    )  # fmt: skip
+    stuck = None
+    try:
+        pool.handoff()
+        stuck = psycopg.connect(pool.info.dsn, autocommit=True, application_name="stuck-job")
+        os.kill(stuck.info.backend_pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(HandoffError, match=r"still has sessions 0.3 s after ending them.*'stuck-job'"):
+                pool.handoff()
+        finally:
+            os.kill(stuck.info.backend_pid, signal.SIGCONT)
+        pool.handoff()  # once it is gone, handoffs work again
+        assert rows(pool.info) == ["seed"]
+    finally:
+        if stuck is not None:
+            stuck.close()
+        pool.close()
+
+
+@pytest.mark.parametrize("what", ["drop", "rename"])
+def test_a_test_that_drops_or_renames_its_own_database_does_not_break_the_next(
+    pool: ClonePool, server: ConnInfo, what: str
+) -> None:
+    pool.handoff()
+    with admin.connect(server) as conn:
+        if what == "drop":
+            admin.drop(conn, pool.stable)
+        else:
+            admin.rename(conn, pool.stable, f"{pool.stable}_x")  # the renamed one is the test's own business
+
+    pool.handoff()
+
+    assert rows(pool.info) == ["seed"]
+    pool.handoff()
     assert rows(pool.info) == ["seed"]
 
 

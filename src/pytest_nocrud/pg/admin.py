@@ -77,21 +77,58 @@ def rename(conn: Conn, old: str, new: str) -> None:
     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(old), _ident(new)))
 
 
-def terminate(conn: Conn, name: str, *, wait_ms: int = 0) -> int:
+def end_sessions_statement(dbname: str, *, grace_s: float) -> sql.Composed:
+    """End every session on ``dbname`` and wait, on the server, until they are really gone.
+
+    ``ALTER DATABASE ... RENAME`` refuses to run while another session is on the database and waits
+    for it by sleeping in 100 ms steps; ``pg_terminate_backend()`` only signals, so a rename right
+    after it sleeps 100 ms whenever a session was open (p50 101 ms measured with one open). Polling
+    the backend list until it is empty costs ~0.2 ms per round instead. Details that make this work:
+    ``pg_stat_clear_snapshot()`` each round (the activity snapshot is frozen per transaction);
+    ``pg_stat_get_activity()``, not the pg_stat_activity view (whose joins cost ~0.5 ms more once
+    our renames invalidated its caches); sessions that arrive meanwhile (a pooled app reconnecting)
+    are terminated too. ``pg_terminate_backend(pid, timeout)`` is no help: it checks whether the
+    process is gone and then sleeps in 100 ms steps as well. A session that outlives
+    ``grace_s`` raises ``object_in_use`` naming it (pid, application_name, client address).
+    """
+    body = sql.SQL(
+        """
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => {grace});
+  target oid := (SELECT oid FROM pg_database WHERE datname = {name});
+  left_over record;
+BEGIN
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    SELECT s.pid, s.application_name, s.client_addr, count(pg_terminate_backend(s.pid)) OVER () AS n
+      INTO left_over
+      FROM pg_stat_get_activity(NULL) AS s
+     WHERE s.datid = target AND s.pid <> pg_backend_pid()
+     LIMIT 1;
+    EXIT WHEN NOT FOUND;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION USING ERRCODE = 'object_in_use',
+        MESSAGE = format('database %I still has sessions %s s after ending them (%s of them; e.g. pid %s, '
+                         'application_name %L, client %s)', {name}, {grace}, left_over.n, left_over.pid,
+                         left_over.application_name, coalesce(left_over.client_addr::text, 'local socket'));
+    END IF;
+    PERFORM pg_sleep(0.0002);
+  END LOOP;
+END"""
+    ).format(name=sql.Literal(dbname), grace=sql.Literal(grace_s))
+    return sql.SQL("DO $nocrud$") + body + sql.SQL("$nocrud$")
+
+
+def terminate(conn: Conn, name: str, *, wait_ms: int = 0) -> None:
     """End every other session on ``name``; with ``wait_ms`` wait until they are really gone."""
     if wait_ms:
-        query = (
-            "SELECT count(pg_terminate_backend(pid, %s)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()"
-        )
-        row = conn.execute(query, [wait_ms, name]).fetchone()
+        conn.execute(end_sessions_statement(name, grace_s=wait_ms / 1000))
     else:
-        query = (
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()"
+        conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_get_activity(NULL) "
+            "WHERE pid <> pg_backend_pid() AND datid = (SELECT oid FROM pg_database WHERE datname = %s)",
+            [name],
         )
-        row = conn.execute(query, [name]).fetchone()
-    return int(row[0]) if row else 0
 
 
 def finalize(conn: Conn, name: str, note: dict[str, object]) -> None:
