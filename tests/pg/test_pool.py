@@ -182,7 +182,7 @@ def test_a_session_that_will_not_leave_gives_one_clear_error(server: ConnInfo, t
         stuck = psycopg.connect(pool.info.dsn, autocommit=True, application_name="stuck-job")
         os.kill(stuck.info.backend_pid, signal.SIGSTOP)
         try:
-            with pytest.raises(HandoffError, match=r"still has sessions 0.3 s after ending them.*'stuck-job'"):
+            with pytest.raises(HandoffError, match=r"still has sessions 0.3 s after .*'stuck-job'"):
                 pool.handoff()
         finally:
             os.kill(stuck.info.backend_pid, signal.SIGCONT)
