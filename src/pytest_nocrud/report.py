@@ -14,22 +14,34 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
-    """One short block from every process's ``Runtime.stats()``; empty when nocrud did nothing."""
-    server = next((s["server"] for s in per_process if "server" in s), None)
-    if server is None:
+    """One short block from every process's ``Runtime.stats()``: where the setup time went."""
+    servers = [s["server"] for s in per_process if "server" in s]
+    if not servers:
         return []
-    kind = "embedded" if server["embedded"] else "DSN"
-    lines = [f"server: PostgreSQL {server['version']} ({kind})"]
+    server = servers[0]
+    started = [s["start_ms"] for s in servers if s.get("start_ms") is not None]
+    if not server["embedded"]:
+        how = "DSN"
+    elif started:
+        how = f"embedded, started in {started[0]:.0f} ms"
+    else:
+        how = "embedded, already running"
+    lines = [f"server: PostgreSQL {server['version']} ({how})"]
     templates = [s["template"] for s in per_process if "template" in s]
     if templates:
         built = [t for t in templates if not t["reused"]]
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
         lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
+    apps = sorted((s["worker"], s["app_start_ms"]) for s in per_process if "app_start_ms" in s)
+    if apps:
+        lines.append("app start: " + ", ".join(f"{worker} {ms:.0f} ms" for worker, ms in apps))
     handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
     if handoffs:
+        waits = sum(s.get("handoff_waits", 0) for s in per_process)
         lines.append(
             f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms"
+            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms; "
+            f"{waits} waited for a clone"
         )
     return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ class Runtime:
     _cluster: EmbeddedCluster | None = None
     _pool: ClonePool | None = None
     _app: AppProcess | None = None
+    _app_start_ms: float | None = None
 
     @property
     def home(self) -> Path:
@@ -230,7 +232,9 @@ class Runtime:
         if not pool.has_stable:
             pool.handoff()
         app = AppProcess(self.app_spec(), pool.info, self.app_log(), registry=self._app_registry)
+        started = time.perf_counter()
         app.start()
+        self._app_start_ms = (time.perf_counter() - started) * 1000
         return app
 
     def app(self) -> AppProcess | ExternalApp:
@@ -248,15 +252,22 @@ class Runtime:
 
     def stats(self) -> dict[str, Any]:
         """What this process contributes to the terminal summary (plain data: crosses xdist)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"worker": self.worker}
         server = self._cache.get("PostgreSQL")
         if isinstance(server, PostgresServer):
-            out["server"] = {"embedded": server.embedded, "version": server.version}
+            out["server"] = {
+                "embedded": server.embedded,
+                "version": server.version,
+                "start_ms": server.started_ms,
+            }
         template = self._cache.get("template")
         if isinstance(template, Template):
             out["template"] = dataclasses.asdict(template)
         if self._pool is not None:
             out["handoff_ms"] = list(self._pool.handoff_ms)
+            out["handoff_waits"] = self._pool.waits
+        if self._app_start_ms is not None:
+            out["app_start_ms"] = self._app_start_ms
         return out
 
     def close(self) -> None:

@@ -154,9 +154,9 @@ def test_parallel_tests_are_isolated_built_once_and_summarised(
     result.stdout.fnmatch_lines(
         [
             "*- pytest-nocrud -*",
-            "server: PostgreSQL 1* (embedded)",
+            "server: PostgreSQL 1* (embedded, started in * ms)",
             "template: nocrud_tpl_* (key *) built in *s",
-            "databases handed out: 20; handoff p50 * ms, p95 * ms",
+            "databases handed out: 20; handoff p50 * ms, p95 * ms, max * ms; * waited for a clone",
         ]
     )
     _, how = template_of(out)

@@ -67,6 +67,7 @@ class PostgresServer:
     admin: ConnInfo
     version: str
     embedded: bool
+    started_ms: float | None = None  # this run started it (initdb included); None: it was running
 
     @property
     def dsn(self) -> str:
@@ -267,12 +268,14 @@ class EmbeddedCluster:
             # The lease goes first: if we are interrupted while starting, the owner's release still
             # finds it and stops what we started.
             (self.leases / owner.token).touch()
+            started = time.perf_counter()
+            needs_start = not self._initialized_marker.exists() or self._running_pid() is None
             if not self._initialized_marker.exists():
                 self._initdb()
-            pid = self._running_pid()
-            if pid is None:
+            if self._running_pid() is None:
                 self._start()
-        return PostgresServer(admin=self.admin, version=self.version, embedded=True)
+            started_ms = (time.perf_counter() - started) * 1000 if needs_start else None
+        return PostgresServer(admin=self.admin, version=self.version, embedded=True, started_ms=started_ms)
 
     def release(self, owner: ProcessId) -> bool:
         """Drop ``owner``'s lease; stop the server if no live run uses it. True if it was stopped."""
