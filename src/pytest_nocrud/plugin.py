@@ -127,6 +127,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     runtime = item.config.stash[RUNTIME]
     if report.failed:
         _attach_diagnostics(item, report)
+    if report.when == "call" and REQUESTS in item.stash:
+        runtime.note_requests(entry.ms for entry in item.stash[REQUESTS].entries)
     if report.when == "call" and runtime.settings.html and REQUESTS in item.stash:
         record = test_record(
             item.nodeid, report.outcome, report.duration, runtime.worker, item.stash[REQUESTS].entries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ from typing import Any
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (no interpolation: every reported figure was really measured)."""
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
     return ordered[index]
 
 
@@ -44,4 +45,18 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
             f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms; "
             f"{waits} waited for a clone"
         )
+    lines.extend(delayed_ack_note(per_process))
     return lines
+
+
+def delayed_ack_note(per_process: Sequence[dict[str, Any]]) -> list[str]:
+    """Name the ~40 ms-per-request symptom once: most requests in the delayed-ACK band."""
+    count = sum(s.get("requests", {}).get("count", 0) for s in per_process)
+    slow = sum(s.get("requests", {}).get("delayed_ack", 0) for s in per_process)
+    if count < 20 or slow * 2 < count:
+        return []
+    return [
+        f"note: {slow} of {count} requests took 40-50 ms: the signature of Nagle's algorithm meeting "
+        "delayed ACKs (an app server that writes responses in several small sends without "
+        "TCP_NODELAY, e.g. Django's stock runserver). See README, 'Requests that take 40 ms'."
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,7 +32,13 @@ from .serial import ExternalApp
 T = TypeVar("T")
 
 
-DJANGO_APP_COMMAND = "{python} manage.py runserver {host}:{port} --noreload"
+# Django's runserver with TCP_NODELAY (40 ms less per request) and no idle session from its start-up.
+_DJANGO_RUNSERVER = shlex.quote(str(Path(__file__).with_name("django_runserver.py")))
+DJANGO_APP_COMMAND = "{python} " + _DJANGO_RUNSERVER.replace("{", "{{").replace("}", "}}") + " {host}:{port}"
+
+# Linux's minimum delayed ACK is 40 ms: an app server that writes a response in several small sends
+# without TCP_NODELAY makes most requests of a keep-alive client land in this band.
+DELAYED_ACK_BAND = (39.0, 52.0)
 
 # Which fixtures need which shared resource: a failed resource fails only the tests that need it.
 NEEDED_BY: dict[str, frozenset[str] | None] = {
@@ -56,6 +63,8 @@ class Runtime:
     _pool: ClonePool | None = None
     _app: AppProcess | None = None
     _app_start_ms: float | None = None
+    _requests_seen: int = 0
+    _requests_like_delayed_ack: int = 0
 
     @property
     def home(self) -> Path:
@@ -248,6 +257,13 @@ class Runtime:
     def _app_registry(self) -> Path:
         return self.home / "apps" / self.owner.token
 
+    def note_requests(self, durations_ms: Iterable[float | None]) -> None:
+        """Count a test's requests, and those in the 40-50 ms band that Nagle + delayed ACK produce."""
+        for ms in durations_ms:
+            if ms is not None:
+                self._requests_seen += 1
+                self._requests_like_delayed_ack += DELAYED_ACK_BAND[0] <= ms < DELAYED_ACK_BAND[1]
+
     # -- end of run ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -268,6 +284,8 @@ class Runtime:
             out["handoff_waits"] = self._pool.waits
         if self._app_start_ms is not None:
             out["app_start_ms"] = self._app_start_ms
+        if self._requests_seen:
+            out["requests"] = {"count": self._requests_seen, "delayed_ack": self._requests_like_delayed_ack}
         return out
 
     def close(self) -> None:

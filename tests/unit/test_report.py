@@ -1,0 +1,57 @@
+"""The terminal summary block, from the plain data each process contributes (``Runtime.stats()``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_nocrud.report import percentile, summary_lines
+
+SERVER = {"embedded": True, "version": "15.18", "start_ms": None}
+
+
+def worker(name: str, **extra: Any) -> dict[str, Any]:
+    return {"worker": name, "server": SERVER, **extra}
+
+
+def test_nothing_to_say_when_no_process_touched_postgres() -> None:
+    assert summary_lines([{"worker": "main"}]) == []
+
+
+def test_says_where_setup_time_went() -> None:
+    started = {**SERVER, "start_ms": 612.4}
+    template = {"name": "nocrud_tpl_x", "key": "abcdef0123456789", "reused": False, "build_seconds": 1.5}
+    lines = summary_lines(
+        [
+            worker("gw1", app_start_ms=431.0, handoff_ms=[1.0, 2.0, 9.0], handoff_waits=1),
+            {**worker("gw0", app_start_ms=402.2, handoff_ms=[1.5], handoff_waits=0), "server": started,
+             "template": template},
+        ]
+    )  # fmt: skip
+    assert lines == [
+        "server: PostgreSQL 15.18 (embedded, started in 612 ms)",
+        "template: nocrud_tpl_x (key abcdef012345) built in 1.50s",
+        "app start: gw0 402 ms, gw1 431 ms",
+        "databases handed out: 4; handoff p50 1.50 ms, p95 9.00 ms, max 9.00 ms; 1 waited for a clone",
+    ]
+
+
+def test_a_server_that_was_running_is_said_so() -> None:
+    assert summary_lines([worker("main")])[0] == "server: PostgreSQL 15.18 (embedded, already running)"
+
+
+def test_most_requests_in_the_delayed_ack_band_are_named_once() -> None:
+    slow = summary_lines([worker("gw0", requests={"count": 30, "delayed_ack": 20}),
+                          worker("gw1", requests={"count": 10, "delayed_ack": 9})])  # fmt: skip
+    assert [line for line in slow if "Nagle" in line] == [
+        "note: 29 of 40 requests took 40-50 ms: the signature of Nagle's algorithm meeting delayed ACKs "
+        "(an app server that writes responses in several small sends without TCP_NODELAY, e.g. Django's "
+        "stock runserver). See README, 'Requests that take 40 ms'."
+    ]
+    fine = summary_lines([worker("gw0", requests={"count": 40, "delayed_ack": 5})])
+    few = summary_lines([worker("gw0", requests={"count": 10, "delayed_ack": 10})])
+    assert not any("Nagle" in line for line in fine + few)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 0.5), percentile(values, 0.95), percentile([7.0], 0.95)) == (50.0, 95.0, 7.0)
