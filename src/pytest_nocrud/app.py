@@ -29,7 +29,7 @@ import httpx
 
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import wait_group_gone
+from .pg.procs import ProcessId, is_running, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
@@ -254,13 +254,15 @@ class AppProcess:
         self._unregister(proc.pid)
 
     def _register(self) -> None:
+        """Record the app (pid + start time) under its run, so a later run can end it if we die."""
         if self.registry is not None and self._proc is not None:
             self.registry.mkdir(parents=True, exist_ok=True)
-            (self.registry / str(self._proc.pid)).touch()
+            (self.registry / ProcessId.of(self._proc.pid).token).touch()
 
     def _unregister(self, pid: int) -> None:
         if self.registry is not None:
-            (self.registry / str(pid)).unlink(missing_ok=True)
+            for entry in self.registry.glob(f"{pid}-*"):
+                entry.unlink(missing_ok=True)
 
 
 class _PortTaken(NocrudError):
@@ -293,11 +295,28 @@ def stop_registered(registry: Path) -> int:
     stopped = 0
     for entry in registry.glob("*") if registry.is_dir() else []:
         with contextlib.suppress(ValueError):
-            stop_group(int(entry.name))
-            stopped += 1
+            app = ProcessId.parse(entry.name)
+            # Skip a recycled pid (running, other start time): that is someone else's process now.
+            # A leader that is gone may have left members in its group; the group id stays ours.
+            if app.alive() or not is_running(app.pid):
+                stop_group(app.pid)
+                stopped += 1
         entry.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         registry.rmdir()
+    return stopped
+
+
+def reap_orphaned_apps(apps_root: Path) -> int:
+    """End the apps of runs whose controller is dead (``kill -9``): next run and ``nocrud gc`` call this.
+
+    Each run records its apps under ``apps_root/<run owner token>/``; a live owner's apps are its own.
+    """
+    stopped = 0
+    for registry in apps_root.iterdir() if apps_root.is_dir() else []:
+        with contextlib.suppress(ValueError):
+            if not ProcessId.parse(registry.name).alive():
+                stopped += stop_registered(registry)
     return stopped
 
 

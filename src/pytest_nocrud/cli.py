@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .app import reap_orphaned_apps
 from .errors import NocrudError
 from .pg import admin
 from .pg.key import TEMPLATE_PREFIX
@@ -44,10 +45,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    home = args.data_dir or default_home(args.rootdir)
     try:
+        if args.command == "gc":
+            stopped = reap_orphaned_apps(home / "apps")
+            print(f"stopped {stopped} app(s) of dead runs")
         if args.dsn:
             return _run(args, check_dsn(args.dsn), None)
-        cluster = EmbeddedCluster(args.data_dir or default_home(args.rootdir), bindir=args.pg_bindir)
+        cluster = EmbeddedCluster(home, bindir=args.pg_bindir)
         if args.command == "server" and args.action == "stop":
             return _stop(cluster)
         me = ProcessId.of(os.getpid())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import serial
-from .app import AppLog, AppProcess, AppSpec, stop_registered
+from .app import AppLog, AppProcess, AppSpec, reap_orphaned_apps, stop_registered
 from .config import Settings
 from .errors import AppStartError, BuildError, NocrudError, SetupFailed
 from .pg import admin
@@ -240,6 +240,7 @@ class Runtime:
         pool = self.pool()
         if not pool.has_stable:
             pool.handoff()
+        reap_orphaned_apps(self._app_registry.parent)  # apps of runs killed with kill -9
         app = AppProcess(self.app_spec(), pool.info, self.app_log(), registry=self._app_registry)
         started = time.perf_counter()
         app.start()

@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,6 +403,41 @@ def test_sigkilled_worker_app_is_stopped_by_the_run_owner(
 
     assert proc.returncode != 0 and "crashed" in output, output
     assert (pytester.path / "app_terms").read_text().split() == [str(app_pid)], "the owner TERMed it"
+    _assert_nothing_left(pytester, warm_data_dir, output)
+
+
+@pytest.mark.parametrize("reaper", ["next run", "nocrud gc"])
+def test_apps_orphaned_by_a_kill_9_of_pytest_are_ended_later(
+    pytester: pytest.Pytester, warm_data_dir: Path, tmp_path: Path, reaper: str
+) -> None:
+    """kill -9 gives pytest no chance to stop its app (its own session): whoever comes next must."""
+    _project(pytester)
+    pytester.makepyfile(test_inner=BLOCKS)
+    started = tmp_path / "started"
+    proc = popen_inner(
+        pytester, warm_data_dir, "-p", "no:xdist", STARTED=str(started), RELEASE=str(tmp_path / "never")
+    )
+    _wait_for(started, proc)
+    (app_pid,) = _app_pids(pytester)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert is_running(app_pid), "precondition: the app outlived pytest"
+
+    if reaper == "next run":
+        (tmp_path / "never").touch()  # this time the test returns at once
+        result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", STARTED=str(started),
+                           RELEASE=str(tmp_path / "never"))  # fmt: skip
+        result.assert_outcomes(passed=1)
+        output = result.stdout.str()
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_nocrud.cli", "--data-dir", str(warm_data_dir), "gc"],
+            cwd=pytester.path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        output = done.stdout + done.stderr
+        assert done.returncode == 0 and "stopped 1 app(s) of dead runs" in output, output
+
+    assert app_pid in [int(pid) for pid in (pytester.path / "app_terms").read_text().split()], output
     _assert_nothing_left(pytester, warm_data_dir, output)
 
 
