@@ -15,17 +15,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
+
 from . import serial
 from .app import AppLog, AppProcess, AppSpec, reap_orphaned_apps, stop_registered
 from .config import Settings
-from .errors import AppStartError, BuildError, NocrudError, SetupFailed
+from .errors import AppStartError, BuildError, NocrudError, PoolError, ServerError, SetupFailed
 from .pg import admin
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
 from .pg.key import compute_key
 from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
 from .pg.procs import ProcessId
-from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
+from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.template import Template, ensure_template
 from .serial import ExternalApp
 
@@ -81,18 +83,23 @@ class Runtime:
         except SetupFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
-            text = str(exc).strip() or type(exc).__name__
-            if not isinstance(exc, (NocrudError, OSError)):
-                text = f"{type(exc).__name__}: {text}"
-            failure = SetupFailed(
-                f"pytest-nocrud: {what} is not available:\n{text}",
-                f"pytest-nocrud: {what} is not available ({text.splitlines()[0]}); full error in the "
-                "first failing test of this worker.",
-            )
-            self._errors[what] = failure
-            raise failure from None
+            raise self._failed(what, exc) from None
         self._cache[what] = value
         return value
+
+    def _failed(self, what: str, exc: BaseException) -> SetupFailed:
+        """Remember that ``what`` failed (later tests get the brief line) and return the full report."""
+        text = str(exc).strip() or type(exc).__name__
+        if not isinstance(exc, (NocrudError, OSError)):
+            text = f"{type(exc).__name__}: {text}"
+        failure = SetupFailed(
+            f"pytest-nocrud: {what} is not available:\n{text}",
+            f"pytest-nocrud: {what} is not available ({text.splitlines()[0]}); full error in the "
+            "first failing test of this worker.",
+        )
+        self._cache.pop(what, None)
+        self._errors[what] = failure
+        return failure
 
     def earlier_failure(self, fixturenames: Iterable[str]) -> str | None:
         """The brief message of a shared resource that already failed, if a test would need it.
@@ -202,8 +209,20 @@ class Runtime:
                 serial.run_reset(self.settings.serial_reset, self.serial_db, self.settings.rootpath)
             return self.serial_db
         pool = self.pool()
-        pool.handoff()
+        try:
+            pool.handoff()
+        except (psycopg.Error, PoolError):
+            stopped = self._server_stopped()
+            if stopped is None:
+                raise
+            raise self._failed("PostgreSQL", stopped) from None
         return pool.info
+
+    def _server_stopped(self) -> ServerError | None:
+        """After a database error: is the server itself gone? (one clear error instead of many)"""
+        if self._cluster is not None:
+            return self._cluster.stopped_error()
+        return dsn_stopped_error(self.postgres().admin)
 
     def keep_database(self, name: str) -> None:
         if self._pool is not None:

@@ -212,7 +212,11 @@ class ClonePool:
     # -- teardown --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop filling and drop every database this pool made (kept-failed ones excepted)."""
+        """Stop filling and drop every database this pool made (kept-failed ones excepted).
+
+        A server that died meanwhile has nothing left to drop (its databases are the next run's
+        garbage at worst): the connection error is not worth a traceback at the end of the run.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -223,6 +227,9 @@ class ClonePool:
                 admin.drop(self._conn, name)
             collect_garbage(self._conn, only_prefix=self.stable)  # e.g. a clone whose CREATE was cut
             admin.advisory_unlock(self._conn, self.stable)
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
         finally:
             self._conn.close()
 

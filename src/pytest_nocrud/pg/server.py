@@ -109,6 +109,22 @@ def check_dsn(dsn: str) -> PostgresServer:
     return PostgresServer(admin=admin, version=version.split()[0], embedded=False)
 
 
+def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
+    """Why an existing server stopped answering mid-run; None if it answers."""
+    try:
+        with psycopg.connect(admin.dsn, connect_timeout=DSN_CONNECT_TIMEOUT, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if admin.password:
+            reason = reason.replace(admin.password, "***")
+        return ServerError(
+            f"the PostgreSQL server stopped answering during the run ({admin.describe()}): {reason}\n"
+            "Check that it is running, then run again."
+        )
+
+
 # ------------------------------------------------------------------------------------ embedded cluster
 
 
@@ -299,6 +315,24 @@ class EmbeddedCluster:
                 return False
             self.stop()
             return True
+
+    def stopped_error(self) -> ServerError | None:
+        """Why the server a run was using is gone (killed, crashed), with its log's tail; None if up."""
+        pid = self._postmaster_pid()
+        if pid is not None and is_running(pid) and _is_postgres(pid):
+            return None
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        telling = [line for line in lines if "LOG:  checkpoint " not in line]  # routine noise
+        log = _tail("\n".join(telling), lines=8) or "    (empty)"
+        return ServerError(
+            f"the PostgreSQL server stopped during the run (embedded, data dir {self.data}).\n"
+            f"Last lines of its log ({self.log_path}):\n{log}\n"
+            "Run again: a new server starts. If it keeps stopping, the log says why (killed? out of "
+            "memory? disk full?)."
+        )
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT), escalating to SIGKILL; a no-op when not running."""

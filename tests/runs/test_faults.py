@@ -1,0 +1,61 @@
+"""Real faults in the middle of a run: the server killed with kill -9, a full disk under the data dir.
+
+Each fault must give one clear error that says what happened -- the first failing test in full, the
+rest in one line -- and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _support import postgres_pids, run_inner
+
+SCHEMA = "CREATE TABLE item (name text); INSERT INTO item VALUES ('seed');"
+
+INI = """
+[pytest]
+nocrud_builder = sql:schema
+"""
+
+KILLS_THE_SERVER = """
+import os, signal
+import pytest
+
+@pytest.mark.parametrize("n", range(3))
+def test_before(nocrud_db, n):
+    with nocrud_db.connect() as conn:
+        assert conn.execute("SELECT name FROM item").fetchall() == [("seed",)]
+
+def test_kills_the_server(nocrud_db, nocrud_postgres):
+    pid_file = next(p for p in os.environ["DATA_DIR_GLOB"].split() if os.path.exists(p))
+    os.kill(int(open(pid_file).readline()), signal.SIGKILL)
+
+@pytest.mark.parametrize("n", range(6))
+def test_after(nocrud_db, n):
+    pass
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    (pytester.mkdir("schema") / "001.sql").write_text(SCHEMA)
+    pytester.makeini(INI)
+    return pytester
+
+
+def test_postgres_killed_mid_run_is_said_once_with_its_log(project: pytest.Pytester, data_dir: Path) -> None:
+    project.makepyfile(test_inner=KILLS_THE_SERVER)
+    pid_files = " ".join(str(p / "data" / "postmaster.pid") for p in [data_dir / "pg15", data_dir / "pg16",
+                                                                       data_dir / "pg17", data_dir / "pg14"])
+
+    result = run_inner(project, data_dir, "-p", "no:xdist", DATA_DIR_GLOB=pid_files)
+
+    out = result.stdout.str()
+    result.assert_outcomes(passed=4, errors=6)
+    assert out.count("the PostgreSQL server stopped") == 6, out
+    assert out.count("Last lines of its log") == 1, out
+    assert "terminating connection due to unexpected postmaster exit" in out, "the log tail is shown"
+    assert "Traceback" not in out and "psycopg" not in out, out
+    assert len(out.splitlines()) < 150, out
+    assert postgres_pids(data_dir) == []
