@@ -20,7 +20,7 @@ import psycopg
 from . import serial
 from .app import AppLog, AppProcess, AppSpec, reap_orphaned_apps, stop_registered
 from .config import Settings
-from .errors import AppStartError, BuildError, NocrudError, PoolError, ServerError, SetupFailed
+from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolError, ServerError, SetupFailed
 from .pg import admin
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
@@ -211,12 +211,22 @@ class Runtime:
         pool = self.pool()
         try:
             pool.handoff()
-        except (psycopg.Error, PoolError):
+        except HandoffError as exc:
+            raise SetupFailed(f"pytest-nocrud: {exc}", f"pytest-nocrud: {exc}".splitlines()[0]) from None
+        except (psycopg.Error, PoolError) as exc:
             stopped = self._server_stopped()
-            if stopped is None:
+            if stopped is not None:
+                raise self._failed("PostgreSQL", stopped) from None
+            if not isinstance(exc, PoolError):
                 raise
-            raise self._failed("PostgreSQL", stopped) from None
+            raise self._failed("clone pool", self._explain_pool_error(exc)) from None
         return pool.info
+
+    def _explain_pool_error(self, exc: PoolError) -> PoolError:
+        """A full disk is the usual reason clones stop: say so, where, and what to do."""
+        if "No space left on device" not in str(exc) or self._cluster is None:
+            return exc
+        return PoolError(f"{exc}\n{self._cluster.disk_full_hint()}")
 
     def _server_stopped(self) -> ServerError | None:
         """After a database error: is the server itself gone? (one clear error instead of many)"""

@@ -6,10 +6,13 @@ rest in one line -- and leave nothing behind.
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import postgres_pids, run_inner
+from _support import discard_cluster_dir, postgres_pids, run_inner
 
 SCHEMA = "CREATE TABLE item (name text); INSERT INTO item VALUES ('seed');"
 
@@ -59,3 +62,55 @@ def test_postgres_killed_mid_run_is_said_once_with_its_log(project: pytest.Pytes
     assert "Traceback" not in out and "psycopg" not in out, out
     assert len(out.splitlines()) < 150, out
     assert postgres_pids(data_dir) == []
+
+
+FILLS_THE_DISK = """
+import errno, os
+import pytest
+
+def test_fills_the_disk(nocrud_db):
+    with open(os.environ["FILLER"], "wb") as filler:  # another program takes all the space
+        chunk = b"x" * 2**20
+        with pytest.raises(OSError) as full:
+            while True:
+                filler.write(chunk)
+                filler.flush()
+        assert full.value.errno == errno.ENOSPC
+
+@pytest.mark.parametrize("n", range(8))
+def test_after(nocrud_db, n):
+    pass
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real 96 MiB file system (tmpfs): room for a cluster and a few clones, not more."""
+    mount_point = Path("/var/tmp") / f"nocrud-small-disk-{os.getpid()}"
+    mount_point.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m,mode=0755", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        discard_cluster_dir(mount_point / "data")
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+        mount_point.rmdir()
+
+
+def test_full_disk_under_the_data_dir_is_one_clear_error(project: pytest.Pytester, small_disk: Path) -> None:
+    project.makepyfile(test_inner=FILLS_THE_DISK)
+
+    result = run_inner(project, small_disk / "data", "-p", "no:xdist", FILLER=str(small_disk / "filler"))
+
+    out = result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 1 and outcomes.get("errors", 0) >= 1, out
+    assert out.count("The file system under the data dir is full") == 1, out
+    assert "No space left on device" in out and str(small_disk / "data") in out, out
+    assert "Traceback" not in out and "psycopg.errors" not in out, out
+    assert out.count("clone pool is not available") == outcomes["errors"], "later ones in one line"
+    assert postgres_pids(small_disk / "data") == []

@@ -316,20 +316,37 @@ class EmbeddedCluster:
             self.stop()
             return True
 
+    def disk_full_hint(self) -> str:
+        """What to say when PostgreSQL reports 'No space left on device' for our data dir."""
+        try:
+            usage = shutil.disk_usage(self.data)
+            space = f"{usage.free / 2**20:.0f} MiB free of {usage.total / 2**20:.0f} MiB"
+        except OSError:
+            space = "free space unknown"
+        return (
+            f"The file system under the data dir is full: {self.data} ({space}).\n"
+            f"Last lines of the server log ({self.log_path}):\n{self._log_tail()}\n"
+            "Free space there (old clusters: 'nocrud gc'), or put the cluster elsewhere with "
+            "--nocrud-data-dir=DIR (or NOCRUD_DATA_DIR)."
+        )
+
+    def _log_tail(self, lines: int = 8) -> str:
+        """The log's last lines that tell something (routine checkpoint chatter dropped)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            text = []
+        telling = [line for line in text if "LOG:  checkpoint " not in line]
+        return _tail("\n".join(telling), lines=lines) or "    (empty)"
+
     def stopped_error(self) -> ServerError | None:
         """Why the server a run was using is gone (killed, crashed), with its log's tail; None if up."""
         pid = self._postmaster_pid()
         if pid is not None and is_running(pid) and _is_postgres(pid):
             return None
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-        telling = [line for line in lines if "LOG:  checkpoint " not in line]  # routine noise
-        log = _tail("\n".join(telling), lines=8) or "    (empty)"
         return ServerError(
             f"the PostgreSQL server stopped during the run (embedded, data dir {self.data}).\n"
-            f"Last lines of its log ({self.log_path}):\n{log}\n"
+            f"Last lines of its log ({self.log_path}):\n{self._log_tail()}\n"
             "Run again: a new server starts. If it keeps stopping, the log says why (killed? out of "
             "memory? disk full?)."
         )
