@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -67,4 +68,12 @@ def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: st
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # killpg reaches the xdist workers too
+        # A terminal's foreground job takes Ctrl-C; a job started in the background of a shell
+        # without job control (CI runners, `cmd &`) inherits SIGINT *ignored*, and Python then
+        # never installs its KeyboardInterrupt handler: the inner run would sleep through SIGINT.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

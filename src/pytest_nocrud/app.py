@@ -60,6 +60,7 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
     """The contract's app environment: ours + DATABASE_URL/PG* + the user's lines (placeholders filled)."""
     env = dict(os.environ)
     env.update(db.env())
+    env["PGAPPNAME"] = app_session_name(db.dbname)  # where it really connects: see pg/sessions.py
     values = {
         "dbname": db.dbname,
         "host": db.host,
@@ -78,6 +79,11 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
                 f"known: {', '.join('{' + key + '}' for key in values)}"
             ) from None
     return env
+
+
+def app_session_name(dbname: str) -> str:
+    """The application_name of the app serving ``dbname``: unique per worker, within 63 bytes."""
+    return f"nocrud-app {dbname}"[:63]
 
 
 def render_command(command: str, port: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from . import serial
-from .app import AppLog, AppProcess, AppSpec, reap_orphaned_apps, stop_registered
+from .app import AppLog, AppProcess, AppSpec, app_session_name, reap_orphaned_apps, stop_registered
 from .config import Settings
 from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolError, ServerError, SetupFailed
 from .pg import admin
@@ -28,6 +28,7 @@ from .pg.key import compute_key
 from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
+from .pg.sessions import SessionWatch
 from .pg.template import Template, ensure_template
 from .serial import ExternalApp
 
@@ -65,6 +66,7 @@ class Runtime:
     _pool: ClonePool | None = None
     _app: AppProcess | None = None
     _app_start_ms: float | None = None
+    _warned_no_app_session: bool = False
     _requests_seen: int = 0
     _requests_like_delayed_ack: int = 0
 
@@ -272,9 +274,32 @@ class Runtime:
         reap_orphaned_apps(self._app_registry.parent)  # apps of runs killed with kill -9
         app = AppProcess(self.app_spec(), pool.info, self.app_log(), registry=self._app_registry)
         started = time.perf_counter()
-        app.start()
+        with SessionWatch(self.postgres().admin, app_session_name(pool.stable)) as watch:
+            app.start()
         self._app_start_ms = (time.perf_counter() - started) * 1000
+        self._check_app_database(app, pool.stable, watch.databases)
         return app
+
+    def _check_app_database(self, app: AppProcess, expected: str, seen: set[str]) -> None:
+        """Stop before any test if the app talks to another database; warn once if it showed none."""
+        elsewhere = sorted(seen - {expected})
+        if elsewhere:
+            app.stop()
+            raise AppStartError(
+                f"the app connected to database {', '.join(map(repr, elsewhere))} instead of this "
+                f"worker's test database {expected!r}; the tests would have read and written there.\n"
+                "Make the app's settings read DATABASE_URL (or PGHOST/PGPORT/PGUSER/PGPASSWORD/"
+                "PGDATABASE), or map its own variables in nocrud_app_env, e.g.\n"
+                "  nocrud_app_env =\n      DB_NAME={dbname}\n      DB_HOST={host}"
+            )
+        if not seen and not self._warned_no_app_session:
+            self._warned_no_app_session = True
+            self.progress(
+                "warning: the app opened no database session while starting (nocrud_app_ready_path = "
+                f"{self.settings.app_ready_path}); if its ready path queried the database, pytest-nocrud "
+                "could check that the app uses the test database. Clients that ignore PGAPPNAME "
+                "(e.g. asyncpg) are not seen."
+            )
 
     def app(self) -> AppProcess | ExternalApp:
         """The worker's app (nocrud_app_scope = worker), started on first use; serial: NOCRUD_APP_URL."""

@@ -78,6 +78,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _db(self):
+        if MODE == "wrong-db":  # settings that ignore DATABASE_URL: the server's own database
+            return psycopg.connect(os.environ["DATABASE_URL"], dbname="postgres", autocommit=True)
         return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
 
     def do_GET(self):
@@ -292,6 +294,21 @@ def test_app_crashing_at_start_is_reported_once_with_exit_code_and_log(
     assert text.count("full error in the first failing test") == 2, text
     assert len(_app_pids(pytester)) == 1, "a failed start is not retried by every later test"
     _assert_nothing_left(pytester, warm_data_dir, text)
+
+
+def test_an_app_on_another_database_is_stopped_before_any_test(
+    pytester: pytest.Pytester, warm_data_dir: Path
+) -> None:
+    _project(pytester)
+    pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
+
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="wrong-db")
+
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2, errors=3)  # the tests without the app still run
+    assert out.count("the app connected to database 'postgres' instead of this worker's test database") == 3
+    assert out.count("Make the app's settings read DATABASE_URL") == 1, "in full once, then one line"
+    _assert_nothing_left(pytester, warm_data_dir, out)
 
 
 def test_app_never_ready_fails_within_the_start_timeout(
