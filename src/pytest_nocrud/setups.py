@@ -71,8 +71,10 @@ def discover(plugins: Iterable[object]) -> list[SetupFunction]:
         if not isinstance(plugin, types.ModuleType) or not file or Path(file).name != "conftest.py":
             continue
         for value in vars(plugin).values():
-            if not (callable(value) and getattr(value, _MARK, False)) or id(value) in found:
+            if not (callable(value) and getattr(value, _MARK, False)):
                 continue
+            if id(value) in found and str(found[id(value)].conftest) <= str(Path(file).resolve()):
+                continue  # visible through several conftests: ordered by the first path
             fn = inspect.unwrap(value)
             source = inspect.getsourcefile(fn) or file
             code = getattr(fn, "__code__", None)

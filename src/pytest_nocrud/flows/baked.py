@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 
 from ..errors import NocrudError
-from .timeline import log_for, make_client
 
 __all__ = ["BAKED", "BakedLogin", "BakedLogins", "bake_login", "identity", "recording"]
 
@@ -92,7 +91,7 @@ def recording() -> Iterator[list[BakedLogin]]:
 
 
 def bake_login(client: httpx.Client, auth: Any, *, check: str) -> Any:
-    """Log ``auth`` in on a fresh client of ``client``'s app and bake the session into the template.
+    """Log ``auth`` in and bake the session into the template; ``client`` is left as it was.
 
     For ``@template_setup`` functions. ``check`` is a GET path that answers 2xx only when logged in
     (e.g. ``/api/auth/me/``): it is verified now, and once per worker before the baked session is
@@ -102,28 +101,45 @@ def bake_login(client: httpx.Client, auth: Any, *, check: str) -> Any:
     recorder = _RECORDER.get()
     if recorder is None:
         raise NocrudError("bake_login() bakes a session into the template: call it in a @template_setup")
-    key, label = identity(auth), _label(auth)
-    timeout = client.timeout.read if client.timeout.read is not None else 10.0
-    with make_client(str(client.base_url), timeout=timeout, log=log_for(client), label=label) as fresh:
-        before = dict(fresh.headers)
-        result = auth(fresh)
-        probe = fresh.get(check)
-        if not probe.is_success:
-            raise AssertionError(
-                f"bake_login({label!r}): after logging in, GET {check} answered {probe.status_code}; "
-                "check= must be a path that answers 2xx only when logged in"
-            )
-        try:
-            result = json.loads(json.dumps(result))
-        except (TypeError, ValueError):
-            raise NocrudError(f"bake_login({label!r}): the login returned {result!r}, not JSON") from None
-        cookies = tuple(
-            (c.name, c.value or "", c.domain if c.domain_specified else "", c.path) for c in fresh.cookies.jar
+    with _scratch(client):  # starts with no cookies: a new session, not a switch of an existing one
+        before = dict(client.headers)
+        result = auth(client)
+        baked = _record(client, auth, check, before, result)
+    recorder.append(baked)
+    return baked.result
+
+
+@contextlib.contextmanager
+def _scratch(client: httpx.Client) -> Iterator[None]:
+    """Run a login on ``client`` with empty cookies; restore its cookies, headers and hooks after."""
+    cookies, headers = httpx.Cookies(client.cookies), httpx.Headers(client.headers)
+    hooks = {name: list(hook_list) for name, hook_list in client.event_hooks.items()}
+    client.cookies = httpx.Cookies()
+    try:
+        yield
+    finally:
+        client.cookies, client.headers, client.event_hooks = cookies, headers, hooks
+
+
+def _record(client: httpx.Client, auth: Any, check: str, before: dict[str, str], result: Any) -> BakedLogin:
+    __tracebackhide__ = True
+    label = _label(auth)
+    probe = client.get(check)
+    if not probe.is_success:
+        raise AssertionError(
+            f"bake_login({label!r}): after logging in, GET {check} answered {probe.status_code}; "
+            "check= must be a path that answers 2xx only when logged in"
         )
-        headers = tuple((k, v) for k, v in fresh.headers.items() if before.get(k) != v)
-        csrf = any(getattr(hook, _CSRF_HOOK, False) for hook in fresh.event_hooks["request"])
-    recorder.append(BakedLogin(key, label, check, cookies, headers, csrf, result))
-    return result
+    try:
+        result = json.loads(json.dumps(result))
+    except (TypeError, ValueError):
+        raise NocrudError(f"bake_login({label!r}): the login returned {result!r}, not JSON") from None
+    cookies = tuple(
+        (c.name, c.value or "", c.domain if c.domain_specified else "", c.path) for c in client.cookies.jar
+    )
+    headers = tuple((k, v) for k, v in client.headers.items() if before.get(k) != v)
+    csrf = any(getattr(hook, _CSRF_HOOK, False) for hook in client.event_hooks["request"])
+    return BakedLogin(identity(auth), label, check, cookies, headers, csrf, result)
 
 
 def _cookie_domain(client: httpx.Client) -> str:
