@@ -180,6 +180,8 @@ class Runtime:
         return self.once("template setup outputs", self._load_setup_outputs)
 
     def _load_setup_outputs(self) -> StoredSetup:
+        if not self.template_setups():  # nothing to read: no connection, no handoff
+            return StoredSetup({}, {})
         if self.settings.serial:
             return setup_store.load(self.serial_db)
         pool = self.pool()
