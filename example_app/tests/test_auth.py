@@ -4,7 +4,9 @@
 credentials with ``X-CSRFToken``, then keep sending the *current* token on every write, since login
 rotates it) and returns the login response's JSON. ``AsUser(...)`` is the same thing as a value, for
 ``Flow(as_user=...)`` and ``nocrud_client_factory(as_user=...)``. The tests here also spell out the raw
-requests where the protocol itself is what is being checked.
+requests where the protocol itself is what is being checked. The fixture users' sessions are baked into
+the template (``conftest.py``), so logging them in is free; ``baked=False`` makes a real login where the
+login is what is tested.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def raw_login(client: httpx.Client, username: str, password: str) -> httpx.Respo
     [("admin", 1, "producer", True), ("producer", 2, "producer", False), ("viewer", 5, "viewer", False)],
 )
 def test_login_returns_the_user_and_me_agrees(nocrud_client: httpx.Client, username, user_id, role, is_staff):
-    logged_in = session_login(nocrud_client, username, f"{username}-pass")
+    logged_in = session_login(nocrud_client, username, f"{username}-pass", baked=False)  # really log in
     me = {"id": user_id, "username": username, "role": role, "is_staff": is_staff}
     assert logged_in == {**me, "csrfToken": logged_in["csrfToken"]} and len(logged_in["csrfToken"]) == 64
     assert expect_status(nocrud_client.get("/api/auth/me/"), 200).json() == me

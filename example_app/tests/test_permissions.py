@@ -98,14 +98,12 @@ def test_only_the_owner_edits_a_pitch(writer: httpx.Client, writer2: httpx.Clien
     assert writer.get(url).json()["title"] == "Mine"
 
 
-def test_staff_may_edit_someone_elses_pitch(writer: httpx.Client, admin: httpx.Client):
-    pitch = create_pitch(writer)
+def test_staff_may_edit_someone_elses_pitch(admin: httpx.Client, pitch: dict):
     edited = expect_status(admin.patch(f"/api/pitches/{pitch['id']}/", json={"title": "Notes"}), 200).json()
     assert edited["title"] == "Notes" and edited["owner"] == pitch["owner"]
 
 
-def test_only_the_voter_changes_a_vote(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_only_the_voter_changes_a_vote(writer: httpx.Client, writer2: httpx.Client, pitch: dict):
     vote = create(writer2, "/api/votes/", pitch=pitch["id"], value=1)
     denied(writer.patch(f"/api/votes/{vote['id']}/", json={"value": -1}), NOT_OWNER)
     denied(writer.delete(f"/api/votes/{vote['id']}/"), NOT_OWNER)

@@ -54,35 +54,32 @@ def pitch_unchanged(ctx: StepContext) -> None:
 test_pitch_locked_by_a_vote = lock.as_test(fixtures=["nocrud_client_factory"])
 
 
-def test_comment_locks_the_pitch_too(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_comment_locks_the_pitch_too(writer: httpx.Client, writer2: httpx.Client, pitch: dict):
     create(writer2, "/api/pitch-comments/", pitch=pitch["id"], body="Act two drags.")
     full = {"production": pitch["production"], "title": "Fixed act two", "logline": pitch["logline"]}
     refused = writer.put(f"/api/pitches/{pitch['id']}/", json=full)
     assert expect_status(refused, 409).json() == {"detail": PITCH_LOCKED}
 
 
-def test_lock_is_checked_before_validation(writer: httpx.Client):
-    pitch = create_pitch(writer)
+def test_lock_is_checked_before_validation(writer: httpx.Client, pitch: dict):
     create(writer, "/api/votes/", pitch=pitch["id"], value=1)  # one may vote on one's own pitch
     expect_status(writer.patch(f"/api/pitches/{pitch['id']}/", json={"title": ""}), 409)  # not 400
 
 
-def test_staff_cannot_edit_a_locked_pitch_either(writer: httpx.Client, admin: httpx.Client):
-    pitch = create_pitch(writer)
+def test_staff_cannot_edit_a_locked_pitch_either(admin: httpx.Client, pitch: dict):
     create(admin, "/api/pitch-comments/", pitch=pitch["id"], body="Staff note.")
     refused = admin.patch(f"/api/pitches/{pitch['id']}/", json={"title": "Staff rewrite"})
     assert expect_status(refused, 409).json() == {"detail": PITCH_LOCKED}
 
 
-def test_non_owner_gets_403_before_the_lock(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_non_owner_gets_403_before_the_lock(writer: httpx.Client, writer2: httpx.Client, pitch: dict):
     create(writer2, "/api/votes/", pitch=pitch["id"], value=-1)
     expect_status(writer2.patch(f"/api/pitches/{pitch['id']}/", json={"title": "Mine now"}), 403)
 
 
-def test_unlocked_again_after_the_last_vote_is_deleted(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_unlocked_again_after_the_last_vote_is_deleted(
+    writer: httpx.Client, writer2: httpx.Client, pitch: dict
+):
     url = f"/api/pitches/{pitch['id']}/"
     vote = create(writer2, "/api/votes/", pitch=pitch["id"], value=1)
     expect_status(writer.patch(url, json={"title": "Too early"}), 409)
@@ -91,8 +88,7 @@ def test_unlocked_again_after_the_last_vote_is_deleted(writer: httpx.Client, wri
     assert edited["title"] == "Now editable" and edited["is_locked"] is False
 
 
-def test_owner_may_delete_a_locked_pitch(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_owner_may_delete_a_locked_pitch(writer: httpx.Client, writer2: httpx.Client, pitch: dict):
     vote = create(writer2, "/api/votes/", pitch=pitch["id"], value=1)
     comment = create(writer2, "/api/pitch-comments/", pitch=pitch["id"], body="Great.")
     expect_status(writer.delete(f"/api/pitches/{pitch['id']}/"), 204)
@@ -100,8 +96,7 @@ def test_owner_may_delete_a_locked_pitch(writer: httpx.Client, writer2: httpx.Cl
     expect_status(writer.get(f"/api/pitch-comments/{comment['id']}/"), 404)
 
 
-def test_one_vote_per_user_and_pitch(writer: httpx.Client, writer2: httpx.Client):
-    pitch = create_pitch(writer)
+def test_one_vote_per_user_and_pitch(writer: httpx.Client, writer2: httpx.Client, pitch: dict):
     create(writer2, "/api/votes/", pitch=pitch["id"], value=1)
     again = writer2.post("/api/votes/", json={"pitch": pitch["id"], "value": -1})
     assert expect_status(again, 400).json() == {"non_field_errors": ["You have already voted on this pitch."]}

@@ -103,3 +103,10 @@ def test_deleting_a_production_deletes_its_episodes(nocrud_client):
     session_login(nocrud_client, "producer", "producer-pass")
     assert nocrud_client.delete("/api/productions/1/").status_code == 204
     assert nocrud_client.get("/api/episodes/1/").status_code == 404
+
+
+# README "@template_setup": the pitch comes from tests/conftest.py's prerequisites, the login is baked.
+def test_viewer_may_not_edit_the_pitch(nocrud_client_factory, nocrud_setup):
+    pitch = nocrud_setup["prerequisites"]["pitch"]
+    viewer = nocrud_client_factory(as_user=AsUser("viewer", "viewer-pass"))
+    assert viewer.patch(f"/api/pitches/{pitch['id']}/", json={"title": "X"}).status_code == 403

@@ -18,8 +18,10 @@ from .errors import (
     UsageError,
 )
 from .flows.auth import AsBearer, AsUser, bearer_login, csrf_headers, session_login
+from .flows.baked import bake_login
 from .flows.crud import Created, CrudFlow
 from .flows.steps import Flow, FlowResult, StepContext, expect_status
+from .setups import template_setup
 
 __version__ = "0.1.0"
 
@@ -42,8 +44,10 @@ __all__ = [
     "ServerError",
     "StepContext",
     "UsageError",
+    "bake_login",
     "bearer_login",
     "csrf_headers",
     "expect_status",
     "session_login",
+    "template_setup",
 ]

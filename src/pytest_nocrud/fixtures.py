@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -11,12 +11,14 @@ import pytest
 from .app import AppLog, AppProcess
 from .errors import SetupFailed
 from .flows.auth import AsBearer, AsUser, new_client
+from .flows.baked import BAKED
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
 from .pg.template import Template
 from .pg.testdb import TestDatabase
 from .runtime import Runtime
 from .serial import ExternalApp
+from .setups import frozen
 
 RUNTIME = pytest.StashKey[Runtime]()
 KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept
@@ -78,6 +80,7 @@ def nocrud_client(
     request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess | ExternalApp
 ) -> Iterator[httpx.Client]:
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
+    BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
     log = RequestLog()
     request.node.stash[REQUESTS] = log
     with make_client(nocrud_app.url, log=log) as client:
@@ -100,6 +103,13 @@ def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[...,
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def nocrud_setup(request: pytest.FixtureRequest, nocrud_template: Template) -> Mapping[str, Any]:
+    """What the ``@template_setup`` functions returned, by function name (read-only; one read per worker)."""
+    stored = _or_fail(runtime_of(request.config).template_setup_outputs)
+    return frozen(stored.outputs)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(autouse=True)

@@ -26,13 +26,16 @@ from .fixtures import (
     nocrud_client_factory,
     nocrud_db,
     nocrud_postgres,
+    nocrud_setup,
     nocrud_template,
 )
+from .flows.baked import BAKED
 from .html import TestRecord, test_record
 from .html import write as write_html
 from .pg.procs import ProcessId
-from .report import summary_lines
+from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
+from .setups import discover
 
 __all__ = [
     "_nocrud_test_context",
@@ -41,14 +44,17 @@ __all__ = [
     "nocrud_client_factory",
     "nocrud_db",
     "nocrud_postgres",
+    "nocrud_setup",
     "nocrud_template",
 ]
 
 _OWNER_KEY = "nocrud_owner"
 _STATS_KEY = "nocrud_stats"
 _HTML_KEY = "nocrud_html"
+_BAKED_KEY = "nocrud_baked_logins"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
 _HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
+_WORKER_BAKED = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,10 +79,13 @@ def pytest_configure(config: pytest.Config) -> None:
         is_controller=is_controller,
         worker=worker,
         progress=_terminal_writer(config, worker),
+        template_setups=lambda: discover(config.pluginmanager.get_plugins()),
     )
     _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
     config.stash[_HTML_RECORDS] = []
+    config.stash[_WORKER_BAKED] = []
+    BAKED.clear()
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
 
@@ -171,11 +180,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         workeroutput[_STATS_KEY] = session.config.stash[RUNTIME].stats()
         workeroutput[_HTML_KEY] = session.config.stash[_HTML_RECORDS]
+        workeroutput[_BAKED_KEY] = BAKED.summary()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     per_process = [*config.stash[_WORKER_STATS], config.stash[RUNTIME].stats()]
     lines = summary_lines(per_process)
+    if lines:
+        lines += baked_login_lines([*config.stash[_WORKER_BAKED], BAKED.summary()])
     html_path = config.stash[RUNTIME].settings.html
     if html_path is not None and getattr(config, "workerinput", None) is None:
         records: list[TestRecord] = config.stash[_HTML_RECORDS]
@@ -207,3 +219,5 @@ class _XdistHooks:
         if output.get(_STATS_KEY):
             node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
         node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
+        if output.get(_BAKED_KEY):
+            node.config.stash[_WORKER_BAKED].append(output[_BAKED_KEY])

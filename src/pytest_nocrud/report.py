@@ -60,3 +60,20 @@ def delayed_ack_note(per_process: Sequence[dict[str, Any]]) -> list[str]:
         "delayed ACKs (an app server that writes responses in several small sends without "
         "TCP_NODELAY, e.g. Django's stock runserver). See README, 'Requests that take 40 ms'."
     ]
+
+
+def baked_login_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
+    """How the template's baked logins fared: reused for free, or rejected and replaced by live logins."""
+    reused = sum(int(s.get("reused", 0)) for s in per_process)
+    rejected: dict[str, str] = {}
+    for s in per_process:
+        rejected.update(s.get("rejected", {}))
+    if not reused and not rejected:
+        return []
+    lines = [f"baked logins reused: {reused} (no login requests)"]
+    for label, why in sorted(rejected.items()):
+        lines.append(
+            f"baked login {label!r} was rejected by the app ({why}): those tests logged in live. "
+            "The template's sessions have probably expired: rebuild it with --nocrud-rebuild"
+        )
+    return lines

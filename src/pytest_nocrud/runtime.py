@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shlex
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from . import serial
 from .app import AppLog, AppProcess, AppSpec, app_session_name, reap_orphaned_apps, stop_registered
 from .config import Settings
 from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolError, ServerError, SetupFailed
-from .pg import admin
+from .pg import admin, setup_store
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
 from .pg.key import compute_key
@@ -29,8 +29,10 @@ from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
+from .pg.setup_store import StoredSetup
 from .pg.template import Template, ensure_template
 from .serial import ExternalApp
+from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
 
@@ -47,8 +49,10 @@ DELAYED_ACK_BAND = (39.0, 52.0)
 NEEDED_BY: dict[str, frozenset[str] | None] = {
     "PostgreSQL": None,  # every nocrud_* fixture
     "template": frozenset({"nocrud_template", "nocrud_db", "nocrud_app", "nocrud_client",
-                           "nocrud_client_factory"}),
-    "clone pool": frozenset({"nocrud_db", "nocrud_app", "nocrud_client", "nocrud_client_factory"}),
+                           "nocrud_client_factory", "nocrud_setup"}),
+    "clone pool": frozenset({"nocrud_db", "nocrud_app", "nocrud_client", "nocrud_client_factory",
+                             "nocrud_setup"}),
+    "template setup outputs": frozenset({"nocrud_client", "nocrud_client_factory", "nocrud_setup"}),
     "app": frozenset({"nocrud_app", "nocrud_client", "nocrud_client_factory"}),
 }  # fmt: skip
 
@@ -60,6 +64,7 @@ class Runtime:
     is_controller: bool
     worker: str = "main"
     progress: Callable[[str], None] = print
+    template_setups: Callable[[], Sequence[SetupFunction]] = tuple  # the @template_setup functions
     _cache: dict[str, object] = dataclasses.field(default_factory=dict)
     _errors: dict[str, SetupFailed] = dataclasses.field(default_factory=dict)
     _cluster: EmbeddedCluster | None = None
@@ -155,7 +160,9 @@ class Runtime:
         if self.settings.serial:  # provisions nothing: the "template" is the database in use
             return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
+        setups = self.template_setups()
         inputs = self.settings.template_inputs or tuple(builder.default_inputs())
+        inputs = (*inputs, *setup_inputs(setups, self.settings.rootpath))  # a setup change rebuilds
         key = compute_key(self.settings.rootpath, inputs, builder.identity, server.major)
         for glob in key.unmatched_globs:
             self.progress(f"warning: nocrud_template_inputs line {glob!r} matches no file")
@@ -167,7 +174,40 @@ class Runtime:
             run_token=self.owner.token,
             rebuild=self.settings.rebuild,
             progress=self.progress,
+            after_build=(lambda db: self._run_template_setups(setups, db)) if setups else None,
         )
+
+    def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:
+        """Build time: an app on the template being built (as a worker starts one), the setups, results."""
+        self.progress(f"running {len(setups)} @template_setup function(s) against the app on {db.dbname} ...")
+        log = self.app_log()
+        offset = log.offset()
+        app = AppProcess(self.app_spec(), db, log, registry=self._app_registry)
+        app.start()
+        try:
+            results = run_setups(setups, app.url)
+        except BuildError as exc:
+            tail = "".join(f"\n    {line}" for line in log.tail(offset, 15).splitlines())
+            app_log = f"\n  app log ({log.path}), last lines:{tail}" if tail else ""
+            advice = "The template was not finalized; fix the function and run again."
+            raise BuildError(f"{exc}{app_log}\n{advice}") from None
+        finally:
+            app.stop()  # its sessions end with it; ensure_template waits until none is left
+        setup_store.save(db, results)
+
+    def template_setup_outputs(self) -> StoredSetup:
+        """What the template's @template_setup functions stored, read once per process from a clone."""
+        return self.once("template setup outputs", self._load_setup_outputs)
+
+    def _load_setup_outputs(self) -> StoredSetup:
+        if not self.template_setups():  # nothing to read: no connection, no handoff
+            return StoredSetup({}, {})
+        if self.settings.serial:
+            return setup_store.load(self.serial_db)
+        pool = self.pool()
+        if not pool.has_stable:
+            pool.handoff()
+        return setup_store.load(pool.info)
 
     # -- clone pool ------------------------------------------------------------------------------
 

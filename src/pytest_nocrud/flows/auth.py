@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from pytest_nocrud.flows.baked import BAKED
 from pytest_nocrud.flows.timeline import RequestLog, describe_response, log_for, make_client
 
 __all__ = [
@@ -81,13 +82,21 @@ def session_login(
     *,
     csrf_path: str = "/api/auth/csrf/",
     login_path: str = "/api/auth/login/",
+    baked: bool = True,
 ) -> Any:
     """Django session login: fetch the CSRF cookie, POST the credentials, keep CSRF on later writes.
 
     Returns the login response's JSON (the example app answers ``{id, username, role, is_staff}``).
     Raises AssertionError with the status and (masked) body if either request does not return 200.
+    A session a ``@template_setup`` baked for these credentials is reused without any request
+    (``baked=False`` logs in live anyway, e.g. when the login itself is under test).
     """
     __tracebackhide__ = True
+    if baked:
+        spec = AsUser(username, password, csrf_path=csrf_path, login_path=login_path)
+        reused, result = BAKED.apply(client, spec)
+        if reused:
+            return result
     response = client.get(csrf_path)
     if response.status_code != 200:
         raise AssertionError(f"login as {username!r}: CSRF endpoint failed: {describe_response(response)}")
@@ -173,7 +182,8 @@ def new_client(
     client = make_client(base_url, timeout=timeout, log=log, label=label)
     if as_user is not None:
         try:
-            as_user(client)
+            if not BAKED.apply(client, as_user)[0]:  # a session baked into the template, if any
+                as_user(client)
         except BaseException:
             client.close()
             raise

@@ -45,8 +45,13 @@ def ensure_template(
     run_token: str,
     rebuild: bool = False,
     progress: Progress = lambda message: None,
+    after_build: Callable[[ConnInfo], None] | None = None,
 ) -> Template:
-    """Return a finalized template for ``key``, building it at most once per key (or per run if rebuild)."""
+    """Return a finalized template for ``key``, building it at most once per key (or per run if rebuild).
+
+    ``after_build`` runs after the builder, before finalizing, with the database being built (e.g. to
+    run ``@template_setup`` functions against an app on it); if it raises, nothing is finalized.
+    """
     name = key.name
     with admin.connect(server) as conn:
         if _usable(conn, name, rebuild=rebuild, run_token=run_token):
@@ -59,7 +64,8 @@ def ensure_template(
         with admin.advisory_lock(conn, name):
             if _usable(conn, name, rebuild=rebuild, run_token=run_token):  # someone built it meanwhile
                 return _existing(conn, name, key, run_token)
-            seconds = _build(conn, server, name, key, builder, run_token, progress, lock_dir / f"{name}.log")
+            log_path = lock_dir / f"{name}.log"
+            seconds = _build(conn, server, name, key, builder, run_token, progress, log_path, after_build)
         _drop_old_templates(conn, keep=name)
     return Template(name, key.key, reused=False, build_seconds=seconds)
 
@@ -92,6 +98,7 @@ def _build(
     run_token: str,
     progress: Progress,
     log_path: Path,
+    after_build: Callable[[ConnInfo], None] | None = None,
 ) -> float:
     started = time.perf_counter()
     admin.drop(conn, name, maybe_template=True)  # an unfinalized leftover, or the one being rebuilt
@@ -100,6 +107,8 @@ def _build(
     try:
         with open(log_path, "w", encoding="utf-8") as build_log:
             builder.build(server.with_db(name), lambda line: print(line, file=build_log, flush=True))
+        if after_build is not None:
+            after_build(server.with_db(name))
         admin.terminate(conn, name, wait_ms=5000)  # a builder's stray session would block every clone
         seconds = time.perf_counter() - started
         admin.finalize(
