@@ -10,11 +10,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from . import config as nocrud_config
+from .errors import NocrudError, UsageError
 from .fixtures import (
     APP_LOG_FROM,
     KEEP_AS,
@@ -205,3 +208,52 @@ class _XdistHooks:
         if output.get(_STATS_KEY):
             node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
         node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
+
+
+class _SchemaFetch:
+    """``nocrud scaffold``'s session: start the app as a run would, GET its schema, run no test."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.url = ""
+        self.schema: Any = None
+        self.error = "pytest ended before its session started (see its output above)"
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool:
+        return True  # the project's tests are not imported, let alone run
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        runtime = session.config.stash[RUNTIME]
+        path = self.path or runtime.settings.openapi_path or "/openapi.json"
+        try:
+            app = runtime.app()
+            self.url = app.url + path
+            response = httpx.get(self.url, timeout=30.0)
+        except (NocrudError, httpx.HTTPError) as exc:
+            self.error = str(exc)
+            return
+        if response.status_code != 200:
+            self.error = (
+                f"GET {path} answered {response.status_code}: set the schema path with --openapi PATH "
+                "or the ini option nocrud_openapi_path"
+            )
+            return
+        try:
+            self.schema = response.json()
+        except ValueError:
+            self.error = f"GET {path} did not answer JSON (an OpenAPI document is JSON)"
+
+
+def fetch_schema(rootdir: Path, path: str | None) -> tuple[Any, str]:
+    """The OpenAPI document of the project's app in ``rootdir``, and the URL it came from.
+
+    Runs a pytest session there (so the project's ini settings, template and app command apply
+    exactly as in a run) that collects nothing; the template is built or reused, one clone is handed
+    out, the app is started, asked for its schema and stopped.
+    """
+    grabber = _SchemaFetch(path)
+    quiet = ["-qq", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    pytest.main([str(rootdir), "-o", "addopts=", *quiet], plugins=[grabber])
+    if grabber.schema is None:
+        raise UsageError(f"cannot read the app's OpenAPI schema: {grabber.error}")
+    return grabber.schema, grabber.url

@@ -230,8 +230,9 @@ class CrudFlow:
     list uses each CrudFlow's resource name as the field; a field named ``_x`` is created but not sent.
     Functions (``create``, ``update``, prerequisites) get what their parameters name: ``ctx`` and other
     prerequisites' outputs by field or resource name. ``detail_path`` (``"/authors/{id}"``) overrides
-    the item URL found from the create response. ``read_only_fields`` (server-set) and ``write_only_fields`` (e.g. passwords) are not
-    expected back. ``checks`` adds ``check(ctx, step_output)`` calls after a step's own checks.
+    the item URL found from the create response. ``read_only_fields`` (server-set) and
+    ``write_only_fields`` (e.g. passwords) are not expected back. ``checks`` adds
+    ``check(ctx, step_output)`` calls after a step's own checks.
     ``steps`` picks which of ``CRUD_STEPS`` to run (``gone`` needs ``delete``; ``update`` needs
     ``update=``). Extra steps added with :meth:`step` run before ``delete`` when their dependencies allow.
     """
