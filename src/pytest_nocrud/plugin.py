@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Generator
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from . import config as nocrud_config
+from .app import AppProcess, app_environment
 from .errors import NocrudError, UsageError
 from .fixtures import (
     APP_LOG_FROM,
@@ -33,6 +36,7 @@ from .fixtures import (
 )
 from .html import TestRecord, test_record
 from .html import write as write_html
+from .pg.builders import detect_django_project
 from .pg.procs import ProcessId
 from .report import summary_lines
 from .runtime import Runtime
@@ -232,6 +236,11 @@ class _SchemaFetch:
         except (NocrudError, httpx.HTTPError) as exc:
             self.error = str(exc)
             return
+        manage_py = detect_django_project(runtime.settings.rootpath)
+        guessed = not (self.path or runtime.settings.openapi_path)
+        if response.status_code != 200 and guessed and manage_py is not None and isinstance(app, AppProcess):
+            self._from_drf_viewsets(runtime, app, manage_py)
+            return
         if response.status_code != 200:
             self.error = (
                 f"GET {path} answered {response.status_code}: set the schema path with --openapi PATH "
@@ -242,6 +251,30 @@ class _SchemaFetch:
             self.schema = response.json()
         except ValueError:
             self.error = f"GET {path} did not answer JSON (an OpenAPI document is JSON)"
+
+    def _from_drf_viewsets(self, runtime: Runtime, app: AppProcess, manage_py: Path) -> None:
+        """No schema served: describe the DRF router's viewsets from inside the project."""
+        code = "from pytest_nocrud.drf_schema import dump; dump()"
+        env = app_environment(app.db, app.port, runtime.settings.app_env)
+        done = subprocess.run(
+            [sys.executable, str(manage_py), "shell", "-c", code],
+            cwd=manage_py.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_DRF_MARK)), None)
+        if done.returncode != 0 or line is None:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            self.error = f"no schema served and describing the DRF viewsets failed:\n{tail}"
+            return
+        self.url = f"{app.url}/ (the Django REST framework router's viewsets)"
+        self.schema = json.loads(line[len(_DRF_MARK) :])
+
+
+_DRF_MARK = "NOCRUD-SCHEMA "
 
 
 def fetch_schema(rootdir: Path, path: str | None) -> tuple[Any, str]:

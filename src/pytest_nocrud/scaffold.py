@@ -7,7 +7,8 @@ A collection resource is a path without parameters that answers GET and POST and
   ``enum`` (first value), ``default``, ``format`` (date, email, uuid, ...) or type, within its bounds;
 * ``update`` -- one of those fields changed (PATCH if the item path has it, else PUT);
 * ``requires`` -- a required field named after another resource (``author_id``, ``author``; a list for
-  ``tag_ids``) gets that resource's CrudFlow, declared first;
+  ``tag_ids``), or marked ``x-nocrud-resource`` (Django REST framework projects without a schema, see
+  ``drf_schema``), gets that resource's CrudFlow, declared first;
 * ``detail_path`` -- only where the item path is not what CrudFlow would guess;
 * auth -- a marked TODO: one ``AS_USER`` line the user fills in.
 
@@ -63,7 +64,7 @@ class Resource:
 def _singular(word: str) -> str:
     if word.endswith("ies") and len(word) > 3:
         return word[:-3] + "y"
-    if word.endswith(("ses", "xes", "zes", "ches", "shes")):
+    if word.endswith(("sses", "xes", "zes", "ches", "shes")):
         return word[:-2]
     if word.endswith("s") and not word.endswith("ss"):
         return word[:-1]
@@ -160,7 +161,7 @@ def _sample(name: str, schema: Mapping[str, Any], label: str) -> Any:
         return f"{label}@example.com"
     if fmt in ("uri", "url"):
         return f"https://example.com/{label}"
-    text = f"{label} {name}".replace("_", " ")
+    text = f"{label}-{name}".replace("_", "-")  # no spaces: usernames and slugs accept it too
     limit = schema.get("maxLength")
     return text[: int(limit)] if isinstance(limit, int) else text
 
@@ -178,7 +179,7 @@ def _changed(value: Any, schema: Mapping[str, Any]) -> Any:
         bumped = value + 1
         return bumped if high is None or bumped <= high else None
     if isinstance(value, str) and not schema.get("format") and not schema.get("pattern"):
-        text = f"{value} (updated)"
+        text = f"{value}-2"
         limit = schema.get("maxLength")
         if isinstance(limit, int) and len(text) > limit:  # keep the length, change the last character
             text = value[: limit - 1] + ("2" if not value.endswith("2") else "3") if limit > 0 else ""
@@ -227,6 +228,7 @@ def resources_from_openapi(document: Mapping[str, Any]) -> list[Resource]:
         while name in names.values():
             name += "_2"
         names[word.replace("-", "_").lower()] = name
+    by_endpoint = {path: name for (path, *_), name in zip(found, names.values(), strict=True)}
     resources: list[Resource] = []
     for (path, item, ops, item_ops), name in zip(found, names.values(), strict=True):
         body = schemas.body_of(ops["post"])
@@ -234,6 +236,11 @@ def resources_from_openapi(document: Mapping[str, Any]) -> list[Resource]:
         create: dict[str, Any] = {}
         requires: dict[str, str | list[str]] = {}
         for field in body.get("required", []):
+            prop = props.get(field, {})
+            target = by_endpoint.get(prop.get("x-nocrud-resource", ""))  # drf_schema names it
+            if target is not None and target != name:
+                requires[field] = [target] if prop.get("type") == "array" else target
+                continue
             ref = _reference(field, {k: v for k, v in names.items() if v != name})
             if ref is not None:
                 requires[field] = [ref[0]] if ref[1] else ref[0]
@@ -314,8 +321,13 @@ def _auth_hint(document: Mapping[str, Any]) -> list[str] | None:
     paths = document.get("paths", {})
     if "/token" in paths and not any("AsToken" in line for line in lines):
         lines.append('#   AS_USER = AsToken("username", "password")  # POST /token, OAuth2 password flow')
+    session = '#   AS_USER = AsUser("username", "password")  # Django session + CSRF'
+    cookie = any(isinstance(s, Mapping) and s.get("in") == "cookie" for s in schemes.values())
+    if cookie:  # a session API: the session login first
+        lines.insert(1, session)
+    else:
+        lines.append(session)
     lines.append('#   AS_USER = AsBearer("a-token")  # a token you already have')
-    lines.append('#   AS_USER = AsUser("username", "password")  # Django session + CSRF')
     return lines
 
 

@@ -75,19 +75,19 @@ def test_collections_payloads_references_and_item_paths() -> None:
         "/api/categories/",
         "/api/categories/{id}/",
     )
-    assert category.create == {"title": "category tit", "slug": "shoes"}  # cut to maxLength 12
-    assert (category.method, category.update) == ("PUT", {"title": "category ti2"})  # still 12 chars
+    assert category.create == {"title": "category-tit", "slug": "shoes"}  # cut to maxLength 12
+    assert (category.method, category.update) == ("PUT", {"title": "category-ti2"})  # still 12 chars
     assert product.item_path == "/api/products/{id}"
     assert product.requires == {"category_id": "category"}
     assert product.create == {
-        "name": "product name",
+        "name": "product-name",
         "price": 1.0,
         "kind": "new",
         "released": "2024-01-15",
         "contact": "product@example.com",
         "tag_ids": [],
     }
-    assert product.update == {"name": "product name (updated)"}
+    assert product.update == {"name": "product-name-2"}
     assert not product.deletes
 
 
