@@ -99,7 +99,7 @@ REVIEW = CrudFlow(
     "review",
     endpoint="/reviews/",
     detail_path="/reviews/{id}",  # nothing in the response says where the item is
-    create={"rating": 4, "body": "Tea and robots."},
+    create=lambda book_id: {"rating": 4, "body": f"On {book_id['title']}"},  # the prerequisite's output
     update={"rating": 5},
     # "_author" is created (and passed to book_by_editor) but not sent: reviews have no author field.
     requires={"_author": author_by_editor, "book_id": book_by_editor},
