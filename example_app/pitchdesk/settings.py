@@ -33,7 +33,12 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "pitchdesk.urls"
 WSGI_APPLICATION = "pitchdesk.wsgi.application"
-TEMPLATES: list[dict[str, object]] = []
+# Templates only for the classic HTML login form at /accounts/login/ (Django's LoginView): browsers
+# and `session_login(..., form=True)` log in there; the API itself renders JSON only.
+TEMPLATES: list[dict[str, object]] = [
+    {"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True, "OPTIONS": {}}
+]
+LOGIN_REDIRECT_URL = "/api/auth/me/"
 
 DATABASES = {"default": database_settings(os.environ)}
 # Wrap each request in a transaction: a 500 half-way through (see PITCHDESK_BREAK) leaves no partial rows.

@@ -1,7 +1,8 @@
-"""URL map: everything lives under /api/ with trailing slashes."""
+"""URL map: the API lives under /api/ with trailing slashes; the HTML login form at /accounts/login/."""
 
 from accounts.views import CsrfView, LoginView, LogoutView, MeView, UserViewSet
 from catalog import views as catalog
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
@@ -27,6 +28,8 @@ urlpatterns = [
     path("api/auth/logout/", LogoutView.as_view(), name="auth-logout"),
     path("api/auth/me/", MeView.as_view(), name="auth-me"),
     path("api/", include(router.urls)),
+    # A classic HTML login form (browsers; session_login(..., form=True) in the flows).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
 ]
 
 handler400 = "rest_framework.exceptions.bad_request"

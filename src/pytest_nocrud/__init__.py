@@ -17,7 +17,16 @@ from .errors import (
     ServerError,
     UsageError,
 )
-from .flows.auth import AsBearer, AsUser, bearer_login, csrf_headers, session_login
+from .flows.auth import (
+    AsBearer,
+    AsToken,
+    AsUser,
+    bearer_login,
+    csrf_headers,
+    form_login,
+    session_login,
+    token_login,
+)
 from .flows.baked import bake_login
 from .flows.crud import Created, CrudFlow
 from .flows.steps import Flow, FlowResult, StepContext, expect_status
@@ -28,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AppStartError",
     "AsBearer",
+    "AsToken",
     "AsUser",
     "BinariesNotFound",
     "BuildError",
@@ -48,6 +58,8 @@ __all__ = [
     "bearer_login",
     "csrf_headers",
     "expect_status",
+    "form_login",
     "session_login",
     "template_setup",
+    "token_login",
 ]

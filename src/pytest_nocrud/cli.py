@@ -4,6 +4,8 @@
 ``nocrud gc [--failed]`` drop databases of dead runs (and kept failed-test databases with --failed)
 ``nocrud server start``  start the project's embedded server and print its DSN (e.g. to inspect a kept
                          failed-test database); ``nocrud server stop`` stops it unless a run uses it
+``nocrud scaffold``      start the app as a run would, read its OpenAPI schema, write a test file with
+                         one CrudFlow per collection resource (never overwriting a file)
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -16,14 +18,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .app import reap_orphaned_apps
-from .errors import NocrudError
+from .errors import NocrudError, UsageError
 from .pg import admin
 from .pg.key import TEMPLATE_PREFIX
 from .pg.pool import OWNED_NAME, collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
+from .scaffold import render, resources_from_openapi
 
 FAILED_PREFIX = "nocrud_failed_"
 
@@ -40,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--failed", action="store_true", help="also drop kept failed-test databases")
     server = commands.add_parser("server", help="start or stop the embedded server")
     server.add_argument("action", choices=["start", "stop"])
+    scaffold = commands.add_parser("scaffold", help="write CRUD flows from the app's OpenAPI schema")
+    scaffold.add_argument(
+        "--openapi", metavar="PATH", help="schema path (default: nocrud_openapi_path, else /openapi.json)"
+    )
+    scaffold.add_argument("--out", type=Path, help="file to write (default: tests/test_crud_scaffold.py)")
     return parser
 
 
@@ -50,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "gc":
             stopped = reap_orphaned_apps(home / "apps")
             print(f"stopped {stopped} app(s) of dead runs")
+        if args.command == "scaffold":
+            return _scaffold(args)
         if args.dsn:
             return _run(args, check_dsn(args.dsn), None)
         cluster = EmbeddedCluster(home, bindir=args.pg_bindir)
@@ -101,6 +112,25 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):
         print(f"kept failed-test database: {server.admin.with_db(name).masked()}")
+
+
+def _scaffold(args: argparse.Namespace) -> int:
+    root = args.rootdir.resolve()
+    out: Path = args.out or (root / "tests" if (root / "tests").is_dir() else root) / "test_crud_scaffold.py"
+    if out.exists():
+        raise UsageError(f"{out} exists; scaffold never overwrites a file: pass --out NEW_FILE or remove it")
+    from .plugin import fetch_schema  # imports pytest: only this command needs it
+
+    document, url = fetch_schema(root, args.openapi)
+    if not isinstance(document, dict):
+        raise UsageError(f"{url} is not an OpenAPI document (a JSON object)")
+    resources = resources_from_openapi(document)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("x") as file:  # "x": fail rather than overwrite, even if it appeared meanwhile
+        file.write(render(resources, document=document, source=urlsplit(url).path))
+    names = ", ".join(r.name for r in resources) or "none"
+    print(f"wrote {out}: {len(resources)} CrudFlow(s) ({names}); fill in the TODO auth line, then run it")
+    return 0
 
 
 def _stop(cluster: EmbeddedCluster) -> int:

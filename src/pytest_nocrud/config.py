@@ -65,6 +65,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("nocrud_clone_strategy", "CREATE DATABASE strategy: auto | file_copy | wal_log.",
            default="auto"),
     Option("nocrud_serial_reset", "Serial mode: shell command run before each flow."),
+    Option("nocrud_openapi_path", "The app's OpenAPI schema path (nocrud scaffold)."),
 )  # fmt: skip
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -179,6 +180,7 @@ class Settings:
     clone_strategy: str
     serial_reset: str | None
     app_url: str | None  # serial mode's app (NOCRUD_APP_URL)
+    openapi_path: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -240,4 +242,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         clone_strategy=_choice(get("nocrud_clone_strategy"), CLONE_STRATEGIES),
         serial_reset=text("nocrud_serial_reset"),
         app_url=app_url.rstrip("/") if app_url else None,
+        openapi_path=text("nocrud_openapi_path"),
     )

@@ -10,7 +10,7 @@ import pytest
 
 from .app import AppLog, AppProcess
 from .errors import SetupFailed
-from .flows.auth import AsBearer, AsUser, new_client
+from .flows.auth import Login, new_client
 from .flows.baked import BAKED
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
@@ -91,11 +91,13 @@ def nocrud_client(
 def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[..., httpx.Client]]:
     """Make more clients of the same app (e.g. a second logged-in user); they share the request log.
 
-    ``nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))`` returns a logged-in client.
+    ``nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))`` returns a logged-in client;
+    ``as_user`` is anything ``Flow(as_user=...)`` takes: ``AsUser``, ``AsToken``, ``AsBearer`` or a
+    function of the client (labelled by its name in the request table).
     """
     made: list[httpx.Client] = []
 
-    def make(as_user: AsUser | AsBearer | None = None, label: str | None = None) -> httpx.Client:
+    def make(as_user: Login | None = None, label: str | None = None) -> httpx.Client:
         client = new_client(nocrud_client, as_user=as_user, label=label)
         made.append(client)
         return client

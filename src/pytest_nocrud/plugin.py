@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from . import config as nocrud_config
+from .app import AppProcess, app_environment
+from .errors import NocrudError, UsageError
 from .fixtures import (
     APP_LOG_FROM,
     KEEP_AS,
@@ -32,6 +38,7 @@ from .fixtures import (
 from .flows.baked import BAKED
 from .html import TestRecord, test_record
 from .html import write as write_html
+from .pg.builders import detect_django_project
 from .pg.procs import ProcessId
 from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
@@ -221,3 +228,81 @@ class _XdistHooks:
         node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
         if output.get(_BAKED_KEY):
             node.config.stash[_WORKER_BAKED].append(output[_BAKED_KEY])
+
+
+class _SchemaFetch:
+    """``nocrud scaffold``'s session: start the app as a run would, GET its schema, run no test."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.url = ""
+        self.schema: Any = None
+        self.error = "pytest ended before its session started (see its output above)"
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool:
+        return True  # the project's tests are not imported, let alone run
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        runtime = session.config.stash[RUNTIME]
+        path = self.path or runtime.settings.openapi_path or "/openapi.json"
+        try:
+            app = runtime.app()
+            self.url = app.url + path
+            response = httpx.get(self.url, timeout=30.0)
+        except (NocrudError, httpx.HTTPError) as exc:
+            self.error = str(exc)
+            return
+        manage_py = detect_django_project(runtime.settings.rootpath)
+        guessed = not (self.path or runtime.settings.openapi_path)
+        if response.status_code != 200 and guessed and manage_py is not None and isinstance(app, AppProcess):
+            self._from_drf_viewsets(runtime, app, manage_py)
+            return
+        if response.status_code != 200:
+            self.error = (
+                f"GET {path} answered {response.status_code}: set the schema path with --openapi PATH "
+                "or the ini option nocrud_openapi_path"
+            )
+            return
+        try:
+            self.schema = response.json()
+        except ValueError:
+            self.error = f"GET {path} did not answer JSON (an OpenAPI document is JSON)"
+
+    def _from_drf_viewsets(self, runtime: Runtime, app: AppProcess, manage_py: Path) -> None:
+        """No schema served: describe the DRF router's viewsets from inside the project."""
+        code = "from pytest_nocrud.drf_schema import dump; dump()"
+        env = app_environment(app.db, app.port, runtime.settings.app_env)
+        done = subprocess.run(
+            [sys.executable, str(manage_py), "shell", "-c", code],
+            cwd=manage_py.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_DRF_MARK)), None)
+        if done.returncode != 0 or line is None:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            self.error = f"no schema served and describing the DRF viewsets failed:\n{tail}"
+            return
+        self.url = f"{app.url}/ (the Django REST framework router's viewsets)"
+        self.schema = json.loads(line[len(_DRF_MARK) :])
+
+
+_DRF_MARK = "NOCRUD-SCHEMA "
+
+
+def fetch_schema(rootdir: Path, path: str | None) -> tuple[Any, str]:
+    """The OpenAPI document of the project's app in ``rootdir``, and the URL it came from.
+
+    Runs a pytest session there (so the project's ini settings, template and app command apply
+    exactly as in a run) that collects nothing; the template is built or reused, one clone is handed
+    out, the app is started, asked for its schema and stopped.
+    """
+    grabber = _SchemaFetch(path)
+    quiet = ["-qq", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    pytest.main([str(rootdir), "-o", "addopts=", *quiet], plugins=[grabber])
+    if grabber.schema is None:
+        raise UsageError(f"cannot read the app's OpenAPI schema: {grabber.error}")
+    return grabber.schema, grabber.url

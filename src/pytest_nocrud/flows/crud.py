@@ -4,24 +4,32 @@
 the steps every REST resource should pass, each checking what a client relies on:
 
 * ``create`` -- POST the payload: 201, the body echoes the input (minus read-/write-only fields), has an id
-* ``read``   -- GET the detail URL: 200, equal to what create returned
+* ``read``   -- GET the item URL: 200, equal to what create returned
 * ``list``   -- GET the collection (plain list or paginated ``{"results": [...], "next": ...}``): contains it
 * ``update`` -- PATCH (or PUT) the changes: 200, echoed, and still there on a fresh GET
 * ``delete`` -- DELETE: 2xx
 * ``gone``   -- GET the detail URL again: 404
 
+The item URL is found, not assumed: the create response's ``Location`` header, else its ``url``/``self``
+field (same origin only), else ``endpoint + id`` -- with a trailing slash only when the endpoint has one.
+``detail_path="/authors/{id}"`` overrides all of it; a 307/308 on an item URL fails with that hint.
+
 Prerequisites (``requires``) are created by their own steps (``tag_category.create``) in the same flow,
-and the created id is put into the payload field that references them. Writes carry Django's CSRF header
-whenever the client holds a ``csrftoken`` cookie.
+and the created id is put into the payload field that references them (a list of prerequisites fills a
+list of ids: many-to-many). Payload functions and prerequisite functions receive what they name:
+``ctx`` (the step context) and prerequisites by field or resource name (their create outputs), so
+prerequisites may depend on each other. Writes carry Django's CSRF header whenever the client holds a
+``csrftoken`` cookie.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
 import httpx
 
@@ -39,12 +47,16 @@ from pytest_nocrud.flows.steps import (
 __all__ = ["CRUD_STEPS", "Created", "CrudFlow"]
 
 CRUD_STEPS = ("create", "read", "list", "update", "delete", "gone")
-Payload = Mapping[str, Any] | Callable[[StepContext], Mapping[str, Any]]
+Payload = Mapping[str, Any] | Callable[..., Mapping[str, Any]]
+Prerequisite: TypeAlias = "CrudFlow | Callable[..., Any]"
+Requires: TypeAlias = "Sequence[CrudFlow] | Mapping[str, Prerequisite | Sequence[Prerequisite]]"
 Check = Callable[[StepContext, Any], None]
 F = TypeVar("F", bound=Callable[[StepContext], Any])
 T = TypeVar("T")
 _MISSING = object()
 _MAX_PAGES = 100
+_REDIRECTS = (301, 302, 303, 307, 308)
+CTX = "ctx"
 
 
 class Created(dict[str, Any]):
@@ -55,6 +67,7 @@ class Created(dict[str, Any]):
     """
 
     sent: dict[str, Any]
+    url: str  # where read/update/delete/gone find the item
 
 
 def _number(value: Any) -> Decimal | None:
@@ -111,12 +124,91 @@ def _id_of(output: Any, id_field: str) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Requirement:
-    field: str
+class _Prereq:
+    """One step that creates something a payload refers to."""
+
     step: str
     id_field: str
     crud: CrudFlow | None
-    make: Callable[[StepContext], Any] | None
+    make: Callable[..., Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Requirement:
+    """A payload field filled from prerequisites: one id, or a list of ids (``many``)."""
+
+    field: str
+    prereqs: tuple[_Prereq, ...]
+    many: bool
+
+    @property
+    def steps(self) -> list[str]:
+        return [p.step for p in self.prereqs]
+
+    def value(self, ctx: StepContext) -> Any:
+        ids = [_id_of(ctx[p.step], p.id_field) for p in self.prereqs]
+        return ids if self.many else ids[0]
+
+    def output(self, ctx: StepContext) -> Any:
+        outputs = [ctx[p.step] for p in self.prereqs]
+        return outputs if self.many else outputs[0]
+
+
+def bind(
+    fn: Callable[..., Any], available: Mapping[str, Callable[[StepContext], Any]], what: str
+) -> tuple[Callable[[StepContext], Any], list[str]]:
+    """Call ``fn`` with what its parameters name: ``ctx`` or an ``available`` name (a prerequisite).
+
+    Returns the bound call and the names it uses. A one-parameter function whose parameter names
+    nothing available gets the context (``lambda c: ...`` keeps working); other unknown parameters
+    without a default are a definition error that lists what is available.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins and C callables: the classic fn(ctx)
+        return fn, []
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    wanted = [p for p in params if p.kind in plain]
+    unknown = [p.name for p in wanted if p.name != CTX and p.name not in available and p.default is p.empty]
+    if unknown:
+        if len(params) == 1:
+            return fn, []
+        names = ", ".join([CTX, *available]) or CTX
+        raise FlowDefinitionError(f"{what}: parameter(s) {unknown} name nothing known (available: {names})")
+    used = [p.name for p in wanted if p.name == CTX or p.name in available]
+
+    def call(ctx: StepContext) -> Any:
+        __tracebackhide__ = True
+        return fn(**{name: ctx if name == CTX else available[name](ctx) for name in used})
+
+    return call, [name for name in used if name != CTX]
+
+
+def _same_origin_path(response: httpx.Response, link: str) -> str | None:
+    """``link`` resolved against the request, as a path when it points at the same app, else None."""
+    target = response.request.url.join(link)
+    if (target.scheme, target.host, target.port) != (
+        response.request.url.scheme,
+        response.request.url.host,
+        response.request.url.port,
+    ):
+        return None
+    return target.raw_path.decode("ascii")
+
+
+def _self_link(body: Mapping[str, Any], sent: Mapping[str, Any]) -> str | None:
+    """The item's own link in its body: ``url``, ``self`` or HAL ``_links.self.href`` (not echoed input)."""
+    for field in ("url", "self"):
+        value = body.get(field)
+        if isinstance(value, str) and value and field not in sent:
+            return value
+    links = body.get("_links")
+    if isinstance(links, Mapping):
+        own = links.get("self")
+        href = own.get("href") if isinstance(own, Mapping) else None
+        if isinstance(href, str) and href:
+            return href
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +225,14 @@ class CrudFlow:
     """One REST resource's CRUD cycle as a flow.
 
     ``create``/``update`` are dicts or functions of the step context (use the latter for unique values).
-    ``requires`` maps payload field -> prerequisite (another ``CrudFlow``, or a function of the context
-    that creates something and returns it or its id); a plain list uses each CrudFlow's resource name as
-    the field. ``read_only_fields`` (server-set) and ``write_only_fields`` (e.g. passwords) are not
-    expected back. ``checks`` adds ``check(ctx, step_output)`` calls after a step's own checks.
+    ``requires`` maps payload field -> prerequisite (another ``CrudFlow``, or a function that creates
+    something and returns it or its id), or -> a list of them (the field gets a list of ids); a plain
+    list uses each CrudFlow's resource name as the field; a field named ``_x`` is created but not sent.
+    Functions (``create``, ``update``, prerequisites) get what their parameters name: ``ctx`` and other
+    prerequisites' outputs by field or resource name. ``detail_path`` (``"/authors/{id}"``) overrides
+    the item URL found from the create response. ``read_only_fields`` (server-set) and
+    ``write_only_fields`` (e.g. passwords) are not expected back. ``checks`` adds
+    ``check(ctx, step_output)`` calls after a step's own checks.
     ``steps`` picks which of ``CRUD_STEPS`` to run (``gone`` needs ``delete``; ``update`` needs
     ``update=``). Extra steps added with :meth:`step` run before ``delete`` when their dependencies allow.
     """
@@ -149,7 +245,7 @@ class CrudFlow:
         create: Payload,
         update: Payload | None = None,
         id_field: str = "id",
-        requires: Sequence[CrudFlow] | Mapping[str, CrudFlow | Callable[[StepContext], Any]] = (),
+        requires: Requires = (),
         method: str = "PATCH",
         read_only_fields: Sequence[str] = (),
         write_only_fields: Sequence[str] = (),
@@ -194,7 +290,9 @@ class CrudFlow:
             items = list(requires.items())
         else:
             items = [(r.resource, r) for r in requires]
-        self.requires = [self._requirement(field, req) for field, req in items]
+        self.requires = self._requirements(items)
+        self._create = self._payload_fn(create, "create")
+        self._update = self._payload_fn(update, "update") if update is not None else None
         bad_checks = [s for s in self.checks if s not in self.crud_steps]
         if bad_checks:
             raise FlowDefinitionError(
@@ -207,27 +305,100 @@ class CrudFlow:
     def __repr__(self) -> str:
         return f"<CrudFlow {self.resource!r} {self.endpoint}>"
 
+    def _requirements(
+        self, items: Sequence[tuple[str, Prerequisite | Sequence[Prerequisite]]]
+    ) -> list[_Requirement]:
+        """Payload fields and the prerequisite steps that fill them; functions see their siblings."""
+        out: list[_Requirement] = []
+        for field, spec in items:
+            many = not isinstance(spec, CrudFlow) and not callable(spec)
+            reqs: Sequence[Prerequisite] = list(spec) if many else [spec]  # type: ignore[list-item,arg-type]
+            if many and not reqs:
+                raise FlowDefinitionError(f"CrudFlow {self.resource!r}: requires[{field!r}] is an empty list")
+            prereqs = []
+            for i, req in enumerate(reqs):
+                if isinstance(req, CrudFlow):
+                    prereqs.append(_Prereq(f"{req.resource}.create", req.id_field, req, None))
+                elif callable(req):
+                    step = f"{field}.{i}.create" if many else f"{field}.create"
+                    prereqs.append(_Prereq(step, "id", None, req))
+                else:
+                    raise FlowDefinitionError(
+                        f"CrudFlow {self.resource!r}: requires[{field!r}] must be a CrudFlow, a function "
+                        f"or a list of them, got {req!r}"
+                    )
+            out.append(_Requirement(field, tuple(prereqs), many))
+        return out
+
+    def _available(self) -> dict[str, Callable[[StepContext], Any]]:
+        """Names payload/prerequisite functions may ask for: each requirement's field and resource."""
+        names: dict[str, Callable[[StepContext], Any]] = {}
+        for req in self.requires:
+            names[req.field] = req.output
+            names.setdefault(req.field.lstrip("_"), req.output)
+            for prereq in req.prereqs:
+                if prereq.crud is not None and not req.many:
+                    names.setdefault(prereq.crud.resource, req.output)
+        return names
+
+    def _payload_fn(self, payload: Payload, what: str) -> Callable[[StepContext], Mapping[str, Any]]:
+        if not callable(payload):
+            fixed = payload
+            return lambda ctx: fixed
+        call, _ = bind(payload, self._available(), f"CrudFlow {self.resource!r} {what}=")
+        return call
+
+    def _prereq_fn(self, prereq: _Prereq) -> tuple[Callable[[StepContext], Any], list[str]]:
+        """A function prerequisite bound to its siblings, and the steps it therefore depends on."""
+        assert prereq.make is not None
+        available = {k: v for k, v in self._available().items() if not self._is_own(k, prereq)}
+        call, used = bind(prereq.make, available, f"CrudFlow {self.resource!r} prerequisite {prereq.step!r}")
+        steps = [
+            s
+            for req in self.requires
+            if req.field in used or req.field.lstrip("_") in used or self._names_crud(req, used)
+            for s in req.steps
+        ]
+        return call, steps
+
     @staticmethod
-    def _requirement(field: str, req: CrudFlow | Callable[[StepContext], Any]) -> _Requirement:
-        if isinstance(req, CrudFlow):
-            return _Requirement(field, f"{req.resource}.create", req.id_field, req, None)
-        return _Requirement(field, f"{field}.create", "id", None, req)
+    def _is_own(name: str, prereq: _Prereq) -> bool:
+        own = prereq.step.split(".", 1)[0]
+        return name in (own, own.lstrip("_"))
+
+    @staticmethod
+    def _names_crud(req: _Requirement, used: Sequence[str]) -> bool:
+        return any(p.crud is not None and p.crud.resource in used for p in req.prereqs)
 
     # -- URLs and payloads -----------------------------------------------------------------------
 
     def detail_url(self, obj_id: Any) -> str:
-        """``detail_path.format(id=...)`` if given, else ``<endpoint><id>/`` (DRF router style)."""
+        """``detail_path.format(id=...)`` if given, else endpoint + id: ``/tags/7/`` for a ``/tags/``
+        endpoint (DRF router style), ``/tags/7`` for ``/tags``."""
         if self.detail_path is not None:
             return self.detail_path.format(id=obj_id)
         if self.endpoint.endswith("/"):
             return f"{self.endpoint}{obj_id}/"
         return f"{self.endpoint}/{obj_id}"
 
+    def item_url(self, response: httpx.Response, body: Mapping[str, Any], sent: Mapping[str, Any]) -> str:
+        """Where the created item lives: detail_path, Location header, self link, endpoint + id."""
+        obj_id = body[self.id_field]
+        if self.detail_path is not None:
+            return self.detail_url(obj_id)
+        for link in (response.headers.get("location"), _self_link(body, sent)):
+            if link:
+                path = _same_origin_path(response, link)
+                if path is not None:
+                    return path
+        return self.detail_url(obj_id)
+
     def payload(self, ctx: StepContext) -> dict[str, Any]:
-        """The create payload with every prerequisite's id filled into its field."""
-        body = dict(self.create(ctx) if callable(self.create) else self.create)
+        """The create payload with every prerequisite's id (or list of ids) filled into its field."""
+        body = dict(self._create(ctx))
         for req in self.requires:
-            body[req.field] = _id_of(ctx[req.step], req.id_field)
+            if not req.field.startswith("_"):  # "_name": a prerequisite of prerequisites only
+                body[req.field] = req.value(ctx)
         return body
 
     @property
@@ -259,10 +430,43 @@ class CrudFlow:
             )
         created = Created(body)
         created.sent = sent
+        created.url = self.item_url(response, body, sent)
         return created
 
     def _created_id(self, ctx: StepContext) -> Any:
         return ctx["create"][self.id_field]
+
+    def _url(self, ctx: StepContext) -> str:
+        created = ctx["create"]
+        url = getattr(created, "url", None)
+        return url if isinstance(url, str) else self.detail_url(created[self.id_field])
+
+    def _item(self, ctx: StepContext, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A request to the item URL; a redirect means the URL is wrong, and says how to fix it."""
+        __tracebackhide__ = True
+        response: httpx.Response = ctx.client.request(method, url, **kwargs)
+        if response.status_code in _REDIRECTS:
+            raise AssertionError(self._redirect_hint(response, url))
+        return response
+
+    def _redirect_hint(self, response: httpx.Response, url: str) -> str:
+        target = response.headers.get("location", "")
+        path = _same_origin_path(response, target) if target else None
+        obj_id = str(response.request.url.path).rstrip("/").rsplit("/", 1)[-1]
+        suggestion = path or "/<items>/{id}"
+        if path and obj_id:
+            head, sep, tail = path.rpartition(obj_id)
+            suggestion = f"{head}{{id}}{tail}" if sep else path
+        how = (
+            f"detail_path={self.detail_path!r}"
+            if self.detail_path is not None
+            else "guessed from the endpoint, the create response's Location header or its url field"
+        )
+        return (
+            f"{response.request.method} {url} -> {response.status_code} redirect to {target or '?'}: "
+            f"the item URL ({how}) is not where the app serves the item.\n"
+            f"  Tell CrudFlow {self.resource!r} where items live: detail_path={suggestion!r}"
+        )
 
     def _step_create(self, ctx: StepContext) -> Created:
         __tracebackhide__ = True
@@ -271,8 +475,8 @@ class CrudFlow:
     def _step_read(self, ctx: StepContext) -> dict[str, Any]:
         __tracebackhide__ = True
         created = dict(ctx["create"])
-        url = self.detail_url(created[self.id_field])
-        body = _json_object(expect_status(ctx.client.get(url), 200))
+        url = self._url(ctx)
+        body = _json_object(expect_status(self._item(ctx, "GET", url), 200))
         if body != created:
             keys = sorted(set(body) | set(created))
             diff = [
@@ -315,17 +519,18 @@ class CrudFlow:
         __tracebackhide__ = True
         assert self.update is not None
         created = ctx["create"]
-        changes = dict(self.update(ctx) if callable(self.update) else self.update)
+        assert self._update is not None
+        changes = dict(self._update(ctx))
         sent = {**getattr(created, "sent", {}), **changes} if self.method == "PUT" else changes
-        url = self.detail_url(created[self.id_field])
-        response = ctx.client.request(self.method, url, json=sent, headers=csrf_headers(ctx.client))
+        url = self._url(ctx)
+        response = self._item(ctx, self.method, url, json=sent, headers=csrf_headers(ctx.client))
         body = _json_object(expect_status(response, 200))
         wrong = _mismatches(changes, body, self._unchecked)
         if wrong:
             raise AssertionError(
                 f"{self.method} {url}: response does not echo the change:\n" + "\n".join(wrong)
             )
-        fresh = _json_object(expect_status(ctx.client.get(url), 200))
+        fresh = _json_object(expect_status(self._item(ctx, "GET", url), 200))
         wrong = _mismatches(changes, fresh, self._unchecked)
         if wrong:
             raise AssertionError(
@@ -335,40 +540,40 @@ class CrudFlow:
 
     def _step_delete(self, ctx: StepContext) -> int:
         __tracebackhide__ = True
-        url = self.detail_url(self._created_id(ctx))
-        response = ctx.client.delete(url, headers=csrf_headers(ctx.client))
+        url = self._url(ctx)
+        response = self._item(ctx, "DELETE", url, headers=csrf_headers(ctx.client))
         expect_status(response, 200, 202, 204)
         return self._check("delete", ctx, int(response.status_code))
 
     def _step_gone(self, ctx: StepContext) -> int:
         __tracebackhide__ = True
-        url = self.detail_url(self._created_id(ctx))
-        expect_status(ctx.client.get(url), 404)
+        url = self._url(ctx)
+        expect_status(self._item(ctx, "GET", url), 404)
         return self._check("gone", ctx, 404)
 
     # -- flow ------------------------------------------------------------------------------------
 
     def _add_prerequisites(self, flow: Flow, seen: set[str]) -> None:
         for req in self.requires:
-            if req.step in seen:
-                continue
-            seen.add(req.step)
-            if req.crud is not None:
-                prereq = req.crud
-                prereq._add_prerequisites(flow, seen)
-                fn: Callable[[StepContext], Any] = prereq._do_create
-                depends_on = [r.step for r in prereq.requires]
-            else:
-                assert req.make is not None
-                fn, depends_on = req.make, []
-            flow.add_step(
-                req.step,
-                fn,
-                depends_on=depends_on,
-                max_attempts=self.max_attempts,
-                base_delay=self.base_delay,
-                timeout=self.timeout,
-            )
+            for prereq in req.prereqs:
+                if prereq.step in seen:
+                    continue
+                seen.add(prereq.step)
+                if prereq.crud is not None:
+                    crud = prereq.crud
+                    crud._add_prerequisites(flow, seen)
+                    fn: Callable[[StepContext], Any] = crud._do_create
+                    depends_on = [s for r in crud.requires for s in r.steps]
+                else:
+                    fn, depends_on = self._prereq_fn(prereq)
+                flow.add_step(
+                    prereq.step,
+                    fn,
+                    depends_on=depends_on,
+                    max_attempts=self.max_attempts,
+                    base_delay=self.base_delay,
+                    timeout=self.timeout,
+                )
 
     @property
     def flow(self) -> Flow:
@@ -388,7 +593,7 @@ class CrudFlow:
             "gone": self._step_gone,
         }
         deps: dict[str, list[str]] = {
-            "create": [r.step for r in self.requires],
+            "create": [s for r in self.requires for s in r.steps],
             "gone": ["create", "delete"],
         }
         for name in self.crud_steps:

@@ -1,0 +1,1 @@
+"""Bookshelf: a small FastAPI + SQLAlchemy 2 + Alembic API, the second pytest-nocrud example."""
