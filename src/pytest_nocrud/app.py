@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -98,11 +98,15 @@ class AppLog:
         self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the log
         self._lock = threading.Lock()
 
-    def follow(self, stream: IO[str], prefix: str) -> threading.Thread:
+    def follow(
+        self, stream: IO[str], prefix: str, redact: Callable[[str], str] = str
+    ) -> threading.Thread:
+        """Copy ``stream`` line by line, each through ``redact`` (an app may echo its DATABASE_URL)."""
+
         def copy() -> None:
             for line in stream:
                 with self._lock:
-                    self._file.write(f"{prefix} {line.rstrip()}\n")
+                    self._file.write(f"{prefix} {redact(line.rstrip())}\n")
                     self._file.flush()
 
         thread = threading.Thread(target=copy, name=f"nocrud-applog {prefix}", daemon=True)
@@ -197,7 +201,7 @@ class AppProcess:
         )
         self._register()
         assert self._proc.stdout is not None
-        self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]")
+        self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]", self.db.redact)
         try:
             self._wait_ready(command, offset)
         except BaseException:

@@ -160,7 +160,7 @@ class Settings:
     """Every setting of one run, validated. Built by ``resolve``; never mutated."""
 
     rootpath: Path
-    dsn: str | None
+    dsn: str | None = dataclasses.field(repr=False)  # may hold a password: never in a repr
     data_dir: Path | None
     pg_bindir: str | None
     serial: bool

@@ -31,6 +31,7 @@ from .fixtures import (
 from .html import TestRecord, test_record
 from .html import write as write_html
 from .pg.procs import ProcessId
+from .redaction import Redact, redactor, scrub_report
 from .report import summary_lines
 from .runtime import Runtime
 
@@ -49,6 +50,7 @@ _STATS_KEY = "nocrud_stats"
 _HTML_KEY = "nocrud_html"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
 _HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
+_REDACT = pytest.StashKey[Redact]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         worker=worker,
         progress=_terminal_writer(config, worker),
     )
+    config.stash[_REDACT] = redactor(settings, os.environ)
     _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
     config.stash[_HTML_RECORDS] = []
@@ -141,7 +144,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ):
         name = _kept_name(item.nodeid)
         item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
-        report.sections.append(("nocrud", f"database kept for inspection: {runtime.dsn_of(name)}"))
+        kept = runtime.postgres().admin.with_db(name).masked()
+        report.sections.append(("nocrud", f"database kept for inspection: {kept}"))
+    scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
     return report
 
 
@@ -177,7 +182,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     html_path = config.stash[RUNTIME].settings.html
     if html_path is not None and getattr(config, "workerinput", None) is None:
         records: list[TestRecord] = config.stash[_HTML_RECORDS]
-        write_html(html_path, records)
+        write_html(html_path, records, redact=config.stash[_REDACT])
         lines.append(f"request timeline: {html_path}")
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")

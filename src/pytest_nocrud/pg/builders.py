@@ -140,7 +140,7 @@ def _run_sql(target: ConnInfo, paths: Sequence[Path], root: Path, log: Log) -> N
         with psycopg.connect(target.dsn, autocommit=True) as conn:
             run_sql_files(conn, paths, root, log=log)
     except psycopg.OperationalError as e:
-        raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+        raise BuildError(f"cannot connect to {target.masked()}: {target.redact(str(e))}") from e
 
 
 class SqlBuilder(_SqlFixturesMixin, Builder):
@@ -261,7 +261,7 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
         try:
             conn = psycopg.connect(target.dsn, autocommit=False)
         except psycopg.OperationalError as e:
-            raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+            raise BuildError(f"cannot connect to {target.masked()}: {target.redact(str(e))}") from e
         with conn:  # commits on success, rolls back on exception, closes
             try:
                 with _on_sys_path(self.root):
@@ -369,11 +369,6 @@ def _run_tool(
     """Run a build tool with the target's env; stream its merged output to ``log``.
     Returns ``(exit code, last TAIL_LINES lines, whole output)``, the password masked everywhere."""
     env = {**os.environ, **target.env(), "PYTHONUNBUFFERED": "1"}
-    secret = target.password
-
-    def mask(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
-
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     chunks: list[str] = []
     started = time.perf_counter()
@@ -394,7 +389,7 @@ def _run_tool(
     assert proc.stdout is not None
     with proc:
         for raw in proc.stdout:
-            line = mask(raw.rstrip("\n"))
+            line = target.redact(raw.rstrip("\n"))
             chunks.append(line)
             tail.append(line)
             log("  | " + line)

@@ -38,7 +38,7 @@ import psycopg
 
 from ..errors import ServerError
 from .binaries import find_bindir, major_of, server_version
-from .conninfo import ConnInfo, mask_password
+from .conninfo import ConnInfo
 from .procs import ProcessId, is_running, terminate
 
 PORT = 5432  # only names the socket file inside our private directory; no TCP port is opened
@@ -92,11 +92,9 @@ def check_dsn(dsn: str) -> PostgresServer:
             ).fetchone()
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if admin.password:
-            reason = reason.replace(admin.password, "***")
         raise ServerError(
             f"cannot connect to PostgreSQL at {admin.describe()} as {admin.user!r} "
-            f"(DSN {mask_password(dsn)}): {reason}\n"
+            f"(DSN {admin.redact(dsn)}): {admin.redact(reason)}\n"
             "Check that the server is running and reachable, and that --nocrud-dsn / NOCRUD_DSN / "
             "nocrud_dsn is right; unset it to use the embedded server."
         ) from None
