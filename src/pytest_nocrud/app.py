@@ -27,13 +27,15 @@ from typing import IO
 
 import httpx
 
+from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import wait_group_gone
+from .pg.procs import group_members, listening_ports, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
 STOP_GRACE = 5.0
+ELSEWHERE_GRACE = 2.0  # seconds an app may listen on other ports only before we call it misconfigured
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
 
 
@@ -71,22 +73,20 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
     }
     for name, template in extra:
         try:
-            env[name] = template.format_map(values)
-        except (KeyError, ValueError) as exc:
-            raise AppStartError(
-                f"nocrud_app_env line {name}={template!r}: unknown placeholder {exc}; "
-                f"known: {', '.join('{' + key + '}' for key in values)}"
-            ) from None
+            placeholders.check(template, placeholders.APP_ENV)
+        except ValueError as exc:
+            raise AppStartError(f"nocrud_app_env line {name}={template!r}: {exc}") from None
+        env[name] = placeholders.fill(template, values)
     return env
 
 
 def render_command(command: str, port: int) -> str:
     try:
-        return command.format(port=port, host=HOST, python=shlex.quote(sys.executable))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise AppStartError(
-            f"nocrud_app_command {command!r}: unknown placeholder {exc}; known: {{port}} {{host}} {{python}}"
-        ) from None
+        placeholders.check(command, placeholders.APP_COMMAND)
+    except ValueError as exc:
+        raise AppStartError(f"nocrud_app_command {command!r}: {exc}") from None
+    values = {"port": str(port), "host": HOST, "python": shlex.quote(sys.executable)}
+    return placeholders.fill(command, values)
 
 
 class AppLog:
@@ -213,6 +213,7 @@ class AppProcess:
         deadline = time.monotonic() + self.spec.start_timeout
         url = self.url + self.spec.ready_path
         delay = 0.01
+        elsewhere_since: float | None = None
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as probe:
             while True:
                 code = self._proc.poll()
@@ -230,18 +231,40 @@ class AppProcess:
                     response = probe.get(url)
                     if response.status_code < 500:
                         return
-                    last = f"HTTP {response.status_code}"
+                    last = f"HTTP {response.status_code}, its body begins:\n{_indent(_head(response.text))}"
+                    elsewhere_since = None
                 except httpx.HTTPError as exc:
-                    last = type(exc).__name__
+                    last = f"none ({type(exc).__name__})"
+                    elsewhere_since = self._check_listening_elsewhere(command, offset, elsewhere_since)
                 if time.monotonic() > deadline:
                     raise AppStartError(
                         f"the app did not answer GET {self.spec.ready_path} with a status below 500 within "
-                        f"{self.spec.start_timeout:.0f}s (last: {last}). Check nocrud_app_ready_path and "
-                        f"nocrud_app_start_timeout.\n  command: {command}\n"
+                        f"{self.spec.start_timeout:.0f}s. Last answer: {self.db.redact(last)}\nCheck "
+                        f"nocrud_app_ready_path and nocrud_app_start_timeout.\n  command: {command}\n"
                         f"  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
                     )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
+
+    def _check_listening_elsewhere(self, command: str, offset: int, since: float | None) -> float | None:
+        """An app that listens, but not on its port, for ELSEWHERE_GRACE s will never answer: say so.
+
+        Returns when that was first seen (None while it is not the case). The grace tolerates an app
+        that opens a helper port first and binds its own a moment later.
+        """
+        assert self._proc is not None
+        ports = listening_ports(group_members(self._proc.pid))
+        if not ports or self.port in ports:
+            return None
+        now = time.monotonic()
+        if since is None or now - since < ELSEWHERE_GRACE:
+            return since if since is not None else now
+        raise AppStartError(
+            f"the app listens on port {', '.join(map(str, sorted(ports)))}, not on port {self.port} it was "
+            f"given, so it can never answer. Pass {{port}} in nocrud_app_command to the app's own port "
+            f"option (e.g. --port {{port}}), or read {{app_port}} via nocrud_app_env.\n"
+            f"  command: {command}\n  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
+        )
 
     def stop(self) -> None:
         """TERM the whole process group, KILL after a grace period; collect the exit status."""
@@ -303,6 +326,11 @@ def stop_registered(registry: Path) -> int:
     with contextlib.suppress(OSError):
         registry.rmdir()
     return stopped
+
+
+def _head(body: str, lines: int = 5, width: int = 200) -> str:
+    """The first lines of a response body, each cut to ``width`` characters."""
+    return "\n".join(line[:width] for line in body.strip().splitlines()[:lines]) or "(empty)"
 
 
 def _indent(text: str) -> str:
