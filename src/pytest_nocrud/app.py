@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shlex
 import signal
 import socket
@@ -30,7 +31,7 @@ import httpx
 from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import group_members, listening_ports, wait_group_gone
+from .pg.procs import ProcessId, group_members, is_running, listening_ports, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
@@ -326,6 +327,38 @@ def stop_registered(registry: Path) -> int:
     with contextlib.suppress(OSError):
         registry.rmdir()
     return stopped
+
+
+LOG_NAME = re.compile(r"app-(\d+)-.*\.log")  # a worker's app log (runtime.py): app-<owner pid>-<worker>.log
+
+
+def tidy_leftovers(home: Path, keep_pid: int | None = None) -> list[Path]:
+    """Remove app logs of runs that ended and empty app registries of dead runs; return what went.
+
+    Called at the end of every run (``keep_pid``: that run, whose logs stay for inspection until the
+    next run ends) and by ``nocrud gc``. Logs of live runs and registries still naming an app stay.
+    """
+    removed: list[Path] = []
+    logs = home / "logs"
+    for log in sorted(logs.glob("app-*.log")) if logs.is_dir() else []:
+        match = LOG_NAME.fullmatch(log.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != keep_pid and not is_running(pid):
+            log.unlink(missing_ok=True)
+            removed.append(log)
+    apps = home / "apps"
+    for registry in sorted(apps.iterdir()) if apps.is_dir() else []:
+        try:
+            alive = ProcessId.parse(registry.name).alive()
+        except ValueError:
+            alive = False
+        if not alive and registry.is_dir() and not any(registry.iterdir()):
+            with contextlib.suppress(OSError):
+                registry.rmdir()
+                removed.append(registry)
+    return removed
 
 
 def _head(body: str, lines: int = 5, width: int = 200) -> str:

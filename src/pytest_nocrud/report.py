@@ -25,7 +25,10 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
         built = [t for t in templates if not t["reused"]]
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
-        lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
+        if not first["key"]:  # serial mode: no template, the tests ran on the database as it was
+            lines.append(f"database: {first['name']} (serial mode: used as is, nothing provisioned)")
+        else:
+            lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
     handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
     if handoffs:
         lines.append(

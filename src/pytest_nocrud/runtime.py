@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import serial
-from .app import AppLog, AppProcess, AppSpec, stop_registered
+from .app import AppLog, AppProcess, AppSpec, stop_registered, tidy_leftovers
 from .config import Settings
 from .errors import AppStartError, BuildError, NocrudError, SetupFailed
 from .pg import admin
@@ -270,6 +270,7 @@ class Runtime:
         if not self.is_controller:
             return
         stop_registered(self._app_registry)  # apps of workers that died without cleaning up
+        tidy_leftovers(self.home, keep_pid=self.owner.pid)  # logs of ended runs, empty registries
         if self.settings.dsn:
             return
         if any(self.home.glob(f"pg*/leases/{self.owner.token}")):  # only if this run used the server

@@ -514,3 +514,22 @@ def test_ready_path_answering_500_shows_the_status_and_the_body(
     assert text.count("ImproperlyConfigured") == 1, "in full once, then one line per test"
     _assert_nothing_left(pytester, warm_data_dir, text)
 
+
+# -- leftovers -----------------------------------------------------------------------------------------
+
+
+def test_the_runs_end_removes_app_logs_of_earlier_runs_and_empty_registries(
+    pytester: pytest.Pytester, data_dir: Path
+) -> None:
+    _project(pytester, extra=ENV_LINES)
+    pytester.makepyfile(test_inner=ISOLATION.format(seed=SEED_ROWS))
+    logs = data_dir / "logs"
+
+    owners = []  # the run (controller pid) of every log file left after each run
+    for _ in range(3):
+        run_inner(pytester, data_dir, "-n", "2").assert_outcomes(passed=7)
+        owners.append({log.name.split("-")[1] for log in logs.iterdir()})
+
+    assert all(len(pids) == 1 for pids in owners), f"logs of the last run only: {owners}"
+    assert len(set.union(*owners)) == 3, "each run's end removed the previous run's logs"
+    assert list((data_dir / "apps").iterdir()) == [], "no empty registry stays behind"

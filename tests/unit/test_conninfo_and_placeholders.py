@@ -7,6 +7,7 @@ import pytest
 from pytest_nocrud import placeholders
 from pytest_nocrud.errors import UsageError
 from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.report import summary_lines
 
 PASSWORD = "p@ss word/%x"  # needs quoting in a URL: '@', ' ', '/', '%'
 
@@ -60,3 +61,10 @@ def test_fill_substitutes_names_and_nothing_else() -> None:
     filled = placeholders.fill(template, {"python": "py", "port": "8000"})
     assert filled == "py -m app --port 8000 --json '{\"a\": 1}'"
 
+
+def test_serial_mode_summary_names_the_database_not_a_template_key() -> None:
+    stats = {"server": {"embedded": False, "version": "15.4"},
+             "template": {"name": "shop", "key": "", "reused": True, "build_seconds": 0.0}}  # fmt: skip
+    lines = summary_lines([stats])
+    assert lines[1] == "database: shop (serial mode: used as is, nothing provisioned)"
+    assert not any("(key" in line for line in lines)

@@ -21,7 +21,9 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,6 +257,19 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
         spec.loader.exec_module(module)
         return module
 
+    def _where(self, error: BaseException) -> str:
+        """``  at <file>:<line> in <function>`` for the deepest frame of the user's code (not a
+        library's, like psycopg's), with that line's source: where to look without a traceback."""
+        frames = traceback.extract_tb(error.__traceback__)[1:]  # [0] is our call of the function
+        libraries = {sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib")}
+        own = [f for f in frames if not any(f.filename.startswith(lib) for lib in libraries if lib)]
+        if not (own or frames):
+            return ""
+        frame = (own or frames)[-1]
+        path = Path(frame.filename)
+        shown = display_path(path, self.root.absolute()) if path.is_absolute() else frame.filename
+        return f"  at {shown}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
+
     def build(self, target: ConnInfo, log: Log) -> None:
         fn = self._load()
         log(f"python: {self.module}:{self.function}(conn)")
@@ -270,7 +285,8 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
                 raise
             except Exception as e:
                 raise BuildError(
-                    f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}"
+                    f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}\n"
+                    + self._where(e)
                 ) from e
         self._load_sql_fixtures(target, log)
 
