@@ -214,6 +214,7 @@ class AppProcess:
         deadline = time.monotonic() + self.spec.start_timeout
         url = self.url + self.spec.ready_path
         delay = 0.01
+        look_elsewhere_from = time.monotonic() + 0.5  # /proc scans only for an app that is slow to bind
         elsewhere_since: float | None = None
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as probe:
             while True:
@@ -236,7 +237,8 @@ class AppProcess:
                     elsewhere_since = None
                 except httpx.HTTPError as exc:
                     last = f"none ({type(exc).__name__})"
-                    elsewhere_since = self._check_listening_elsewhere(command, offset, elsewhere_since)
+                    if time.monotonic() >= look_elsewhere_from:
+                        elsewhere_since = self._check_listening_elsewhere(command, offset, elsewhere_since)
                 if time.monotonic() > deadline:
                     raise AppStartError(
                         f"the app did not answer GET {self.spec.ready_path} with a status below 500 within "
