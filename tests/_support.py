@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from pytest_nocrud.pg.binaries import find_bindir
+from pytest_nocrud.pg.conninfo import ConnInfo
 from pytest_nocrud.pg.procs import pids_whose_cmdline_has
-from pytest_nocrud.pg.server import SHARED_MEMORY, EmbeddedCluster, roomy_tmpfs
+from pytest_nocrud.pg.server import SHARED_MEMORY, EmbeddedCluster, _RunAs, roomy_tmpfs
 
 # As root the server runs as the 'postgres' user, which cannot enter pytest's private tmp_path
 # (/tmp/pytest-of-root is 0700), so clusters under test live in RAM like the default (much faster
@@ -77,3 +83,82 @@ def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: st
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# -- a server like a colleague's or CI's: TCP on loopback, password (scram-sha-256) required ------------
+
+
+@dataclasses.dataclass
+class PasswordServer:
+    """A throwaway cluster listening on 127.0.0.1 that only accepts scram-sha-256 password logins.
+
+    ``admin`` is its superuser DSN, password included. Stands in for a shared or remote server in
+    tests of ``--nocrud-dsn``: what must never leak, and what several "machines" share.
+    """
+
+    admin: ConnInfo
+    root: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_password_server(password: str | None = None) -> PasswordServer:
+    """initdb + start a password-protected cluster on a free loopback port (as ``postgres`` when root)."""
+    password = password or f"s3cr3t-{uuid.uuid4().hex[:10]}@pw"  # '@' must be URL-quoted in a DSN
+    bindir = find_bindir(None)
+    run_as = _RunAs.for_current_process()
+    root = new_cluster_dir()
+    run_as.own(root)
+    pwfile = root / "pwfile"
+    pwfile.write_text(password + "\n")
+    if run_as.uid is not None and run_as.gid is not None:
+        os.chown(pwfile, run_as.uid, run_as.gid)
+    data, sock, log_path = root / "data", root / "sock", root / "postgres.log"
+    run_as.own(sock)
+    initdb = subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+         "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync"],
+        capture_output=True, text=True, cwd="/", **run_as.popen_kwargs(),
+    )  # fmt: skip
+    pwfile.unlink()
+    if initdb.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    settings = {"listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off",
+                "full_page_writes": "off", "max_connections": "200"}  # fmt: skip
+    args = [str(bindir / "postgres"), "-D", str(data), "-k", str(sock), "-p", str(port)]
+    for name, value in settings.items():
+        args += ["-c", f"{name}={value}"]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/",
+            start_new_session=True, **run_as.popen_kwargs(),
+        )  # fmt: skip
+    server = PasswordServer(
+        ConnInfo(host="127.0.0.1", port=port, user="postgres", dbname="postgres", password=password),
+        root, log_path, proc,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:  # polls the server coming up, bounded
+        try:
+            psycopg.connect(server.admin.dsn, connect_timeout=2).close()
+            return server
+        except psycopg.OperationalError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log_text = log_path.read_text(errors="replace")
+                server.stop()
+                raise RuntimeError(f"password server did not start:\n{log_text}") from None
+            time.sleep(0.05)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import discard_cluster_dir, new_cluster_dir
+from _support import PasswordServer, discard_cluster_dir, new_cluster_dir, start_password_server
 
 
 @pytest.fixture
@@ -23,3 +23,14 @@ def warm_data_dir() -> Iterator[Path]:
     path = new_cluster_dir()
     yield path
     discard_cluster_dir(path)
+
+
+@pytest.fixture(scope="session")
+def password_server() -> Iterator[PasswordServer]:
+    """A server on 127.0.0.1 that wants a password (scram-sha-256), shared by one worker's tests.
+
+    ``password_server.admin`` is its superuser ConnInfo; ``.admin.dsn`` is what ``--nocrud-dsn`` takes.
+    """
+    server = start_password_server()
+    yield server
+    server.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shlex
 import signal
 import socket
@@ -21,19 +22,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
 import httpx
 
+from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import ProcessId, is_running, wait_group_gone
+from .pg.procs import ProcessId, group_members, is_running, listening_ports, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
 STOP_GRACE = 5.0
+ELSEWHERE_GRACE = 2.0  # seconds an app may listen on other ports only before we call it misconfigured
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
 
 
@@ -72,12 +75,10 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
     }
     for name, template in extra:
         try:
-            env[name] = template.format_map(values)
-        except (KeyError, ValueError) as exc:
-            raise AppStartError(
-                f"nocrud_app_env line {name}={template!r}: unknown placeholder {exc}; "
-                f"known: {', '.join('{' + key + '}' for key in values)}"
-            ) from None
+            placeholders.check(template, placeholders.APP_ENV)
+        except ValueError as exc:
+            raise AppStartError(f"nocrud_app_env line {name}={template!r}: {exc}") from None
+        env[name] = placeholders.fill(template, values)
     return env
 
 
@@ -88,11 +89,11 @@ def app_session_name(dbname: str) -> str:
 
 def render_command(command: str, port: int) -> str:
     try:
-        return command.format(port=port, host=HOST, python=shlex.quote(sys.executable))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise AppStartError(
-            f"nocrud_app_command {command!r}: unknown placeholder {exc}; known: {{port}} {{host}} {{python}}"
-        ) from None
+        placeholders.check(command, placeholders.APP_COMMAND)
+    except ValueError as exc:
+        raise AppStartError(f"nocrud_app_command {command!r}: {exc}") from None
+    values = {"port": str(port), "host": HOST, "python": shlex.quote(sys.executable)}
+    return placeholders.fill(command, values)
 
 
 class AppLog:
@@ -104,11 +105,15 @@ class AppLog:
         self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the log
         self._lock = threading.Lock()
 
-    def follow(self, stream: IO[str], prefix: str) -> threading.Thread:
+    def follow(
+        self, stream: IO[str], prefix: str, redact: Callable[[str], str] = str
+    ) -> threading.Thread:
+        """Copy ``stream`` line by line, each through ``redact`` (an app may echo its DATABASE_URL)."""
+
         def copy() -> None:
             for line in stream:
                 with self._lock:
-                    self._file.write(f"{prefix} {line.rstrip()}\n")
+                    self._file.write(f"{prefix} {redact(line.rstrip())}\n")
                     self._file.flush()
 
         thread = threading.Thread(target=copy, name=f"nocrud-applog {prefix}", daemon=True)
@@ -203,7 +208,7 @@ class AppProcess:
         )
         self._register()
         assert self._proc.stdout is not None
-        self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]")
+        self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]", self.db.redact)
         try:
             self._wait_ready(command, offset)
         except BaseException:
@@ -215,6 +220,8 @@ class AppProcess:
         deadline = time.monotonic() + self.spec.start_timeout
         url = self.url + self.spec.ready_path
         delay = 0.01
+        look_elsewhere_from = time.monotonic() + 0.5  # /proc scans only for an app that is slow to bind
+        elsewhere_since: float | None = None
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as probe:
             while True:
                 code = self._proc.poll()
@@ -232,18 +239,41 @@ class AppProcess:
                     response = probe.get(url)
                     if response.status_code < 500:
                         return
-                    last = f"HTTP {response.status_code}"
+                    last = f"HTTP {response.status_code}, its body begins:\n{_indent(_head(response.text))}"
+                    elsewhere_since = None
                 except httpx.HTTPError as exc:
-                    last = type(exc).__name__
+                    last = f"none ({type(exc).__name__})"
+                    if time.monotonic() >= look_elsewhere_from:
+                        elsewhere_since = self._check_listening_elsewhere(command, offset, elsewhere_since)
                 if time.monotonic() > deadline:
                     raise AppStartError(
                         f"the app did not answer GET {self.spec.ready_path} with a status below 500 within "
-                        f"{self.spec.start_timeout:.0f}s (last: {last}). Check nocrud_app_ready_path and "
-                        f"nocrud_app_start_timeout.\n  command: {command}\n"
+                        f"{self.spec.start_timeout:.0f}s. Last answer: {self.db.redact(last)}\nCheck "
+                        f"nocrud_app_ready_path and nocrud_app_start_timeout.\n  command: {command}\n"
                         f"  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
                     )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
+
+    def _check_listening_elsewhere(self, command: str, offset: int, since: float | None) -> float | None:
+        """An app that listens, but not on its port, for ELSEWHERE_GRACE s will never answer: say so.
+
+        Returns when that was first seen (None while it is not the case). The grace tolerates an app
+        that opens a helper port first and binds its own a moment later.
+        """
+        assert self._proc is not None
+        ports = listening_ports(group_members(self._proc.pid))
+        if not ports or self.port in ports:
+            return None
+        now = time.monotonic()
+        if since is None or now - since < ELSEWHERE_GRACE:
+            return since if since is not None else now
+        raise AppStartError(
+            f"the app listens on port {', '.join(map(str, sorted(ports)))}, not on port {self.port} it was "
+            f"given, so it can never answer. Pass {{port}} in nocrud_app_command to the app's own port "
+            f"option (e.g. --port {{port}}), or read {{app_port}} via nocrud_app_env.\n"
+            f"  command: {command}\n  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
+        )
 
     def stop(self) -> None:
         """TERM the whole process group, KILL after a grace period; collect the exit status."""
@@ -324,6 +354,43 @@ def reap_orphaned_apps(apps_root: Path) -> int:
             if not ProcessId.parse(registry.name).alive():
                 stopped += stop_registered(registry)
     return stopped
+
+
+LOG_NAME = re.compile(r"app-(\d+)-.*\.log")  # a worker's app log (runtime.py): app-<owner pid>-<worker>.log
+
+
+def tidy_leftovers(home: Path, keep_pid: int | None = None) -> list[Path]:
+    """Remove app logs of runs that ended and empty app registries of dead runs; return what went.
+
+    Called at the end of every run (``keep_pid``: that run, whose logs stay for inspection until the
+    next run ends) and by ``nocrud gc``. Logs of live runs and registries still naming an app stay.
+    """
+    removed: list[Path] = []
+    logs = home / "logs"
+    for log in sorted(logs.glob("app-*.log")) if logs.is_dir() else []:
+        match = LOG_NAME.fullmatch(log.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != keep_pid and not is_running(pid):
+            log.unlink(missing_ok=True)
+            removed.append(log)
+    apps = home / "apps"
+    for registry in sorted(apps.iterdir()) if apps.is_dir() else []:
+        try:
+            alive = ProcessId.parse(registry.name).alive()
+        except ValueError:
+            alive = False
+        if not alive and registry.is_dir() and not any(registry.iterdir()):
+            with contextlib.suppress(OSError):
+                registry.rmdir()
+                removed.append(registry)
+    return removed
+
+
+def _head(body: str, lines: int = 5, width: int = 200) -> str:
+    """The first lines of a response body, each cut to ``width`` characters."""
+    return "\n".join(line[:width] for line in body.strip().splitlines()[:lines]) or "(empty)"
 
 
 def _indent(text: str) -> str:

@@ -1,9 +1,11 @@
 """The ``nocrud`` command: look at and tidy what pytest-nocrud keeps between runs.
 
 ``nocrud status``        server, templates and databases of this project
-``nocrud gc [--failed]`` drop databases of dead runs (and kept failed-test databases with --failed)
+``nocrud gc [--failed]`` drop databases of dead runs (and kept failed-test databases with --failed);
+                         remove app logs of ended runs
 ``nocrud server start``  start the project's embedded server and print its DSN (e.g. to inspect a kept
-                         failed-test database); ``nocrud server stop`` stops it unless a run uses it
+                         failed-test database); it stays up -- whatever runs or ``nocrud`` commands
+                         come and go -- until ``nocrud server stop``, which stops it unless a run uses it
 ``nocrud scaffold``      start the app as a run would, read its OpenAPI schema, write a test file with
                          one CrudFlow per collection resource (never overwriting a file)
 
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .app import reap_orphaned_apps
+from .app import reap_orphaned_apps, tidy_leftovers
 from .errors import NocrudError, UsageError
 from .pg import admin
 from .pg.key import TEMPLATE_PREFIX
@@ -32,17 +35,36 @@ from .scaffold import render, resources_from_openapi
 FAILED_PREFIX = "nocrud_failed_"
 
 
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after the subcommand (``nocrud status --rootdir X``).
+
+    The subcommands' copies default to SUPPRESS so that an option given before the subcommand is not
+    overwritten by the subcommand's default.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    common.add_argument("--rootdir", type=Path, default=default(Path.cwd()), help="project directory (.)")
+    common.add_argument("--dsn", default=default(os.environ.get("NOCRUD_DSN")), help="an existing server")
+    common.add_argument("--data-dir", type=Path, default=default(os.environ.get("NOCRUD_DATA_DIR")))
+    common.add_argument("--pg-bindir", default=default(os.environ.get("NOCRUD_PG_BINDIR")))
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nocrud", description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--rootdir", type=Path, default=Path.cwd(), help="project directory (default: .)")
-    parser.add_argument("--dsn", default=os.environ.get("NOCRUD_DSN"), help="existing server's admin DSN")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("NOCRUD_DATA_DIR"))
-    parser.add_argument("--pg-bindir", default=os.environ.get("NOCRUD_PG_BINDIR"))
+    parser = argparse.ArgumentParser(
+        prog="nocrud",
+        description=__doc__.splitlines()[0] if __doc__ else "",
+        parents=[_common_options(defaults=True)],
+    )
+    common = [_common_options(defaults=False)]
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("status", help="server, templates and databases of this project")
-    gc = commands.add_parser("gc", help="drop databases of dead runs")
+    commands.add_parser("status", parents=common, help="server, templates and databases of this project")
+    gc = commands.add_parser("gc", parents=common, help="drop databases of dead runs, tidy their app logs")
     gc.add_argument("--failed", action="store_true", help="also drop kept failed-test databases")
-    server = commands.add_parser("server", help="start or stop the embedded server")
+    server = commands.add_parser("server", parents=common, help="start or stop the embedded server")
     server.add_argument("action", choices=["start", "stop"])
     scaffold = commands.add_parser("scaffold", help="write CRUD flows from the app's OpenAPI schema")
     scaffold.add_argument(
@@ -54,34 +76,45 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    home = args.data_dir or default_home(args.rootdir)
     try:
-        if args.command == "gc":
-            stopped = reap_orphaned_apps(home / "apps")
-            print(f"stopped {stopped} app(s) of dead runs")
         if args.command == "scaffold":
             return _scaffold(args)
-        if args.dsn:
-            return _run(args, check_dsn(args.dsn), None)
-        cluster = EmbeddedCluster(home, bindir=args.pg_bindir)
-        if args.command == "server" and args.action == "stop":
-            return _stop(cluster)
-        me = ProcessId.of(os.getpid())
-        server = cluster.acquire(me)
-        try:
-            return _run(args, server, cluster)
-        finally:
-            # "server start" leaves it running (our lease dies with us; the next run that ends stops it).
-            if not (args.command == "server" and args.action == "start"):
-                cluster.release(me)
-            else:
-                (cluster.leases / me.token).unlink(missing_ok=True)
+        code = _main(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
+        return code
     except NocrudError as exc:
         print(f"nocrud: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (``nocrud status | head``): not an error worth a traceback. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
-def _run(args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedCluster | None) -> int:
+def _main(args: argparse.Namespace) -> int:
+    home = args.data_dir or default_home(args.rootdir)
+    if args.command == "gc":
+        print(f"stopped {reap_orphaned_apps(home / 'apps')} app(s) of dead runs")
+    if args.dsn:
+        return _run(args, check_dsn(args.dsn), None, home)
+    cluster = EmbeddedCluster(home, bindir=args.pg_bindir)
+    if args.command == "server" and args.action == "stop":
+        return _stop(cluster)
+    me = ProcessId.of(os.getpid())
+    server = cluster.acquire(me)
+    try:
+        if args.command == "server":  # start: the server stays up until `nocrud server stop`
+            cluster.hold()
+        return _run(args, server, cluster, home)
+    finally:
+        cluster.release(me)
+
+
+def _run(
+    args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedCluster | None, home: Path
+) -> int:
     with admin.connect(server.admin, purpose="cli") as conn:
         if args.command == "status":
             _status(conn, server, cluster)
@@ -92,8 +125,10 @@ def _run(args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedClus
                     admin.drop(conn, name)
                     dropped.append(name)
             print(f"dropped {len(dropped)} database(s)" + "".join(f"\n  {name}" for name in dropped))
+            tidied = tidy_leftovers(home)
+            print(f"removed {len(tidied)} app log file(s) and registries of ended runs")
         else:
-            print(server.dsn)
+            print(server.admin.masked())  # embedded: the whole DSN (no password there)
     return 0
 
 
@@ -137,7 +172,7 @@ def _stop(cluster: EmbeddedCluster) -> int:
     if cluster.release_if_unused():
         print("stopped")
         return 0
-    print("not stopped: a pytest run is using the server", file=sys.stderr)
+    print("not stopped now: a pytest run is using the server; it stops when that run ends", file=sys.stderr)
     return 1
 
 

@@ -13,8 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+
+from . import placeholders
+from .errors import NocrudError
+from .pg.builders import parse_builder
+from .pg.conninfo import ConnInfo
 
 APP_SCOPES = ("worker", "test")
 CLONE_STRATEGIES = ("auto", "file_copy", "wal_log")
@@ -137,12 +141,9 @@ def _dsn(value: Value) -> str | None:
         return None
     text = str(value.raw).strip()
     try:
-        psycopg.conninfo.conninfo_to_dict(text)
-    except psycopg.ProgrammingError:
-        raise pytest.UsageError(
-            f"{value.source}: not a valid PostgreSQL DSN. Accepted: "
-            "postgresql://user:password@host:5432/postgres or 'host=... port=... user=... dbname=...'."
-        ) from None
+        ConnInfo.parse(text)
+    except NocrudError as exc:  # the message never echoes the DSN: it may hold a password
+        raise pytest.UsageError(f"{value.source}: {exc}") from None
     return text
 
 
@@ -152,8 +153,43 @@ def _env_lines(value: Value) -> tuple[tuple[str, str], ...]:
         name, sep, text = line.partition("=")
         if not sep or not name.strip() or " " in name.strip():
             raise pytest.UsageError(f"{value.source}: {line!r} is not a NAME=value line.")
+        try:
+            placeholders.check(text.strip(), placeholders.APP_ENV)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{value.source}: line {line.strip()!r}: {exc}") from None
         pairs.append((name.strip(), text.strip()))
     return tuple(pairs)
+
+
+def _app_command(value: Value, env_lines: Sequence[tuple[str, str]]) -> str | None:
+    """The command, its placeholders checked; it must hand the app its port ({port} or {app_port})."""
+    command = str(value.raw).strip() if value.raw is not None else ""
+    if not command:
+        return None
+    try:
+        used = placeholders.check(command, placeholders.APP_COMMAND)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{value.source} = {command!r}: {exc}") from None
+    port_in_env = any("app_port" in placeholders.check(text, placeholders.APP_ENV) for _, text in env_lines)
+    if "port" not in used and not port_in_env:
+        raise pytest.UsageError(
+            f"{value.source} = {command!r} has no {{port}}: every worker's app gets its own free port, "
+            "and the app must listen on it. Pass it on the command line (e.g. --port {port}) or in "
+            "nocrud_app_env (e.g. PORT={app_port})."
+        )
+    return command
+
+
+def _builder(value: Value, rootpath: Path, fixtures: Sequence[str]) -> str | None:
+    """The builder spec, checked now so a typo is one usage error, not one error per test."""
+    spec = str(value.raw).strip() if value.raw is not None else ""
+    if not spec:
+        return None
+    try:
+        parse_builder(spec, root=rootpath, fixtures=fixtures)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{value.source}: {exc}") from None
+    return spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +197,7 @@ class Settings:
     """Every setting of one run, validated. Built by ``resolve``; never mutated."""
 
     rootpath: Path
-    dsn: str | None
+    dsn: str | None = dataclasses.field(repr=False)  # may hold a password: never in a repr
     data_dir: Path | None
     pg_bindir: str | None
     serial: bool
@@ -221,8 +257,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         )
     if app_url and not app_url.startswith(("http://", "https://")):
         raise pytest.UsageError(f"NOCRUD_APP_URL = {app_url!r}: expected an http:// or https:// URL.")
+    rootpath = Path(config.rootpath)
+    fixtures = tuple(get("nocrud_fixtures").raw or ())
+    app_env = _env_lines(get("nocrud_app_env"))
     return Settings(
-        rootpath=Path(config.rootpath),
+        rootpath=rootpath,
         dsn=_dsn(get("nocrud_dsn")),
         data_dir=Path(data_dir).expanduser().absolute() if data_dir else None,
         pg_bindir=text("nocrud_pg_bindir"),
@@ -230,12 +269,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         rebuild=bool(get("nocrud_rebuild").raw),
         keep_failed=bool(get("nocrud_keep_failed").raw),
         html=Path(html) if html else None,
-        builder=text("nocrud_builder"),
+        builder=_builder(get("nocrud_builder"), rootpath, fixtures),
         template_inputs=tuple(get("nocrud_template_inputs").raw or ()),
-        fixtures=tuple(get("nocrud_fixtures").raw or ()),
-        app_command=text("nocrud_app_command"),
+        fixtures=fixtures,
+        app_command=_app_command(get("nocrud_app_command"), app_env),
         app_ready_path=ready_path,
-        app_env=_env_lines(get("nocrud_app_env")),
+        app_env=app_env,
         app_scope=_choice(get("nocrud_app_scope"), APP_SCOPES),
         app_start_timeout=start_timeout,
         pool_size=_int_in(get("nocrud_pool_size"), "nocrud_pool_size", 1, 16),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,18 @@ def _render_test(test: TestRecord) -> str:
     return f"<details{opened}>{head}{''.join(rows)}</details>"
 
 
-def write(path: Path, records: Sequence[TestRecord]) -> None:
+def write(path: Path, records: Sequence[TestRecord], redact: Callable[[str], str] = str) -> None:
+    """Write the page; ``redact`` masks the DSN's password (a request path or test id may hold it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(records), encoding="utf-8")
+    path.write_text(render([_redacted(record, redact) for record in records]), encoding="utf-8")
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    """A copy of a plain-data record with every string redacted (before HTML escaping changes them)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, redact) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item, redact) for item in value]
+    return value

@@ -40,6 +40,7 @@ from .html import TestRecord, test_record
 from .html import write as write_html
 from .pg.builders import detect_django_project
 from .pg.procs import ProcessId
+from .redaction import Redact, redactor, scrub_report
 from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
 from .setups import discover
@@ -62,6 +63,7 @@ _BAKED_KEY = "nocrud_baked_logins"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
 _HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
 _WORKER_BAKED = pytest.StashKey[list[dict[str, Any]]]()
+_REDACT = pytest.StashKey[Redact]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         progress=_terminal_writer(config, worker),
         template_setups=lambda: discover(config.pluginmanager.get_plugins()),
     )
+    config.stash[_REDACT] = redactor(settings, os.environ)
     _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
     config.stash[_HTML_RECORDS] = []
@@ -159,7 +162,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ):
         name = _kept_name(item.nodeid)
         item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
-        report.sections.append(("nocrud", f"database kept for inspection: {runtime.dsn_of(name)}"))
+        kept = runtime.postgres().admin.with_db(name).masked()
+        report.sections.append(("nocrud", f"database kept for inspection: {kept}"))
+    scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
     return report
 
 
@@ -198,7 +203,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     html_path = config.stash[RUNTIME].settings.html
     if html_path is not None and getattr(config, "workerinput", None) is None:
         records: list[TestRecord] = config.stash[_HTML_RECORDS]
-        write_html(html_path, records)
+        write_html(html_path, records, redact=config.stash[_REDACT])
         lines.append(f"request timeline: {html_path}")
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")

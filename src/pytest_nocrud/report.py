@@ -33,7 +33,10 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
         built = [t for t in templates if not t["reused"]]
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
-        lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
+        if not first["key"]:  # serial mode: no template, the tests ran on the database as it was
+            lines.append(f"database: {first['name']} (serial mode: used as is, nothing provisioned)")
+        else:
+            lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
     apps = sorted((s["worker"], s["app_start_ms"]) for s in per_process if "app_start_ms" in s)
     if apps:
         lines.append("app start: " + ", ".join(f"{worker} {ms:.0f} ms" for worker, ms in apps))

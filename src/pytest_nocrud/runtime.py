@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 import psycopg
 
 from . import serial
-from .app import AppLog, AppProcess, AppSpec, app_session_name, reap_orphaned_apps, stop_registered
+from .app import (
+    AppLog,
+    AppProcess,
+    AppSpec,
+    app_session_name,
+    reap_orphaned_apps,
+    stop_registered,
+    tidy_leftovers,
+)
 from .config import Settings
 from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolError, ServerError, SetupFailed
 from .pg import admin, setup_store
@@ -394,6 +402,7 @@ class Runtime:
         if not self.is_controller:
             return
         stop_registered(self._app_registry)  # apps of workers that died without cleaning up
+        tidy_leftovers(self.home, keep_pid=self.owner.pid)  # logs of ended runs, empty registries
         if self.settings.dsn:
             return
         if any(self.home.glob(f"pg*/leases/{self.owner.token}")):  # only if this run used the server

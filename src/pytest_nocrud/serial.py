@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from .errors import SerialError
-from .pg.conninfo import ConnInfo, mask_password
+from .pg.conninfo import ConnInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +56,8 @@ def server_version(db: ConnInfo) -> str:
             return str(conn.info.parameter_status("server_version") or "unknown").split()[0]
     except psycopg.Error as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if db.password:
-            reason = reason.replace(db.password, "***")
         raise SerialError(
-            f"serial mode cannot connect to {db.describe()} ({mask_password(db.dsn)}): {reason}\n"
+            f"serial mode cannot connect to {db.describe()} ({db.masked()}): {db.redact(reason)}\n"
             "Set NOCRUD_DSN, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE to the database "
             "your running app uses."
         ) from None
@@ -78,9 +76,7 @@ def run_reset(command: str, db: ConnInfo, cwd: Path) -> None:
         errors="replace",
     )
     if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-20:]
-        if db.password:
-            output = [line.replace(db.password, "***") for line in output]
+        output = db.redact(result.stdout + result.stderr).strip().splitlines()[-20:]
         raise SerialError(
             f"nocrud_serial_reset exited with code {result.returncode}: {command}\n"
             + "\n".join("    " + line for line in output)

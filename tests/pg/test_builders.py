@@ -335,6 +335,29 @@ def test_python_builder_failure_rolls_back(tmp_path: Path, db: ConnInfo) -> None
         parse_builder("python:no_such_module_xyz:f", root=tmp_path).build(db, Lines())
 
 
+def test_python_builder_failure_names_the_file_and_line_in_the_users_code(
+    tmp_path: Path, db: ConnInfo
+) -> None:
+    write(
+        tmp_path,
+        "tools/schema.py",
+        """
+        def add_tables(conn):
+            conn.execute("create table fine(id int)")
+            conn.execute("creat table oops(id int)")
+
+        def build(conn):
+            add_tables(conn)
+    """,
+    )
+    with pytest.raises(BuildError) as caught:
+        parse_builder("python:tools/schema.py:build", root=tmp_path).build(db, Lines())
+    message = str(caught.value)
+    assert "raised SyntaxError: syntax error at or near \"creat\"" in message, message
+    # The deepest frame of the user's code, not psycopg's: where the fix goes.
+    assert 'at tools/schema.py:4 in add_tables: conn.execute("creat table oops(id int)")' in message
+
+
 # --- django builder -------------------------------------------------------------------------------
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "example_app"

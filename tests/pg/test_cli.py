@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -11,6 +15,8 @@ from _support import postgres_pids
 from pytest_nocrud.cli import main
 from pytest_nocrud.pg import admin
 from pytest_nocrud.pg.pool import pool_prefix
+from pytest_nocrud.pg.procs import ProcessId
+from pytest_nocrud.pg.server import EmbeddedCluster
 
 
 def test_server_start_status_gc_stop(warm_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,3 +49,70 @@ def test_unreachable_dsn_is_one_line_error(capsys: pytest.CaptureFixture[str]) -
     assert main(["--dsn", "postgresql://u:pw@127.0.0.1:1/x", "status"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("nocrud: cannot connect to PostgreSQL at 127.0.0.1:1/x") and "pw@" not in err
+
+
+# -- the real console script ------------------------------------------------------------------------
+
+NOCRUD = str(Path(sys.executable).parent / "nocrud")
+
+
+def nocrud(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([NOCRUD, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_started_server_holds_its_own_lease_until_server_stop(data_dir: Path) -> None:
+    start = nocrud("server", "start", "--data-dir", data_dir)  # options after the subcommand work too
+    assert start.returncode == 0, start.stderr
+    dsn = start.stdout.strip()
+
+    for command in (["status"], ["gc"], ["status", "--rootdir", data_dir]):
+        done = nocrud("--data-dir", data_dir, *command)
+        assert done.returncode == 0, done.stderr
+        assert postgres_pids(data_dir), f"nocrud {' '.join(map(str, command))} stopped the started server"
+        psycopg.connect(dsn).close()
+
+    # A run that used the server and ended leaves it up as well: it is not the run's to stop.
+    cluster = EmbeddedCluster(data_dir)
+    me = ProcessId.of(os.getpid())
+    cluster.acquire(me)
+    assert cluster.release(me) is False and postgres_pids(data_dir)
+
+    stop = nocrud("server", "stop", "--data-dir", data_dir)
+    assert stop.returncode == 0 and stop.stdout.strip() == "stopped", stop.stderr
+    assert postgres_pids(data_dir) == []
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(warm_data_dir: Path) -> None:
+    """``nocrud status | head -1``: the reader is gone before nocrud writes."""
+    proc = subprocess.Popen(
+        [NOCRUD, "status", "--data-dir", str(warm_data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like head exiting: every write from now on gets EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert err == "", err
+
+
+def test_gc_removes_app_logs_and_registries_of_ended_runs(data_dir: Path) -> None:
+    dead_pid = subprocess.Popen(["true"])  # a real process that has ended: its pid names a finished run
+    dead_pid.wait()
+    logs, apps = data_dir / "logs", data_dir / "apps"
+    logs.mkdir(parents=True)
+    dead_log, live_log = logs / f"app-{dead_pid.pid}-gw0.log", logs / f"app-{os.getpid()}-main.log"
+    dead_log.write_text("[app:1] old\n")
+    live_log.write_text("[app:2] a run still going\n")
+    dead_registry = apps / ProcessId(dead_pid.pid, "1").token
+    live_registry = apps / ProcessId.of(os.getpid()).token
+    dead_registry.mkdir(parents=True)
+    live_registry.mkdir()
+
+    done = nocrud("gc", "--data-dir", data_dir)
+
+    assert done.returncode == 0, done.stderr
+    # the dead run's empty registry goes with its (no) apps, its log with the tidy-up
+    assert "stopped 0 app(s) of dead runs" in done.stdout, done.stdout
+    assert "removed 1 app log file(s) and registries of ended runs" in done.stdout, done.stdout
+    assert sorted(logs.iterdir()) == [live_log]
+    assert sorted(apps.iterdir()) == [live_registry]

@@ -50,6 +50,8 @@ if MODE == "hang":
     print("warming caches forever", flush=True)
     while True:
         time.sleep(1)
+if MODE == "elsewhere":  # ignores the port it was given, as if {port} were not passed on
+    port = 0
 if MODE.startswith("collide"):
     attempts = HERE / "collide_attempts"
     first = not attempts.exists()
@@ -83,6 +85,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
 
     def do_GET(self):
+        if self.path == "/ready" and MODE == "error500":
+            return self._send(500, "ImproperlyConfigured: SECRET_KEY must not be empty\nline two")
         if self.path == "/ready":
             with self._db() as conn:
                 conn.execute("select 1")
@@ -106,6 +110,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+print(f"really listening on {server.server_port}", flush=True)
 server.serve_forever()
 '''
 
@@ -524,16 +529,60 @@ def test_app_scope_test_restarts_the_app_for_every_test(
     _assert_nothing_left(pytester, warm_data_dir, result.stdout.str())
 
 
-# -- nocrud_app_env -----------------------------------------------------------------------------------
+# -- an app that does not answer as it should -------------------------------------------------------
 
 
-def test_unknown_app_env_placeholder_is_a_clear_error(pytester: pytest.Pytester, warm_data_dir: Path) -> None:
-    _project(pytester, extra="nocrud_app_env = APP_DB={database_name}")
-    pytester.makepyfile(test_inner=FAILING)
+def test_app_listening_on_another_port_is_named_instead_of_waiting_for_the_timeout(
+    pytester: pytest.Pytester, warm_data_dir: Path
+) -> None:
+    _project(pytester, timeout=30)
+    pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
 
-    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist")
+    started = time.monotonic()
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="elsewhere")
+    elapsed = time.monotonic() - started
 
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*nocrud_app_env line APP_DB=*unknown placeholder 'database_name'*"])
-    assert "{dbname}" in result.stdout.str(), "the known placeholders are listed"
-    assert _app_pids(pytester) == [], "no app is started with a broken environment"
+    result.assert_outcomes(passed=2, errors=3)
+    text = result.stdout.str()
+    (elsewhere,) = re.findall(r"really listening on (\d+)", text)
+    given = re.search(r"starting on port (\d+)", text)
+    assert given, text
+    assert f"the app listens on port {elsewhere}, not on port {given.group(1)} it was given" in text, text
+    assert elapsed < 20, f"took {elapsed:.1f}s: the 30 s start timeout was waited out"
+    _assert_nothing_left(pytester, warm_data_dir, text)
+
+
+def test_ready_path_answering_500_shows_the_status_and_the_body(
+    pytester: pytest.Pytester, warm_data_dir: Path
+) -> None:
+    _project(pytester, timeout=2)
+    pytester.makepyfile(test_inner=NEEDS_APP.format(seed=SEED_ROWS))
+
+    result = run_inner(pytester, warm_data_dir, "-p", "no:xdist", APP_MODE="error500")
+
+    result.assert_outcomes(passed=2, errors=3)
+    text = result.stdout.str()
+    assert "Last answer: HTTP 500, its body begins:" in text, text
+    assert "ImproperlyConfigured: SECRET_KEY must not be empty" in text
+    assert text.count("ImproperlyConfigured") == 1, "in full once, then one line per test"
+    _assert_nothing_left(pytester, warm_data_dir, text)
+
+
+# -- leftovers -----------------------------------------------------------------------------------------
+
+
+def test_the_runs_end_removes_app_logs_of_earlier_runs_and_empty_registries(
+    pytester: pytest.Pytester, data_dir: Path
+) -> None:
+    _project(pytester, extra=ENV_LINES)
+    pytester.makepyfile(test_inner=ISOLATION.format(seed=SEED_ROWS))
+    logs = data_dir / "logs"
+
+    owners = []  # the run (controller pid) of every log file left after each run
+    for _ in range(3):
+        run_inner(pytester, data_dir, "-n", "2").assert_outcomes(passed=7)
+        owners.append({log.name.split("-")[1] for log in logs.iterdir()})
+
+    assert all(len(pids) == 1 for pids in owners), f"logs of the last run only: {owners}"
+    assert len(set.union(*owners)) == 3, "each run's end removed the previous run's logs"
+    assert list((data_dir / "apps").iterdir()) == [], "no empty registry stays behind"

@@ -44,3 +44,52 @@ def test_valid_settings_pass_without_touching_postgres(pytester: pytest.Pytester
     pytester.makeini("[pytest]\nnocrud_pool_size = 4\nnocrud_app_env =\n    A=1\n    B={dbname}\n")
     pytester.makepyfile(test_inner=INNER)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+# -- bad input is one usage error at start-up, before any test runs ----------------------------------
+
+
+def test_invalid_builder_is_a_usage_error_listing_the_accepted_forms(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_builder = alembic upgrade head\n")
+    err = _usage_error(pytester)
+    assert "ini option nocrud_builder: invalid nocrud_builder 'alembic upgrade head'" in err
+    assert "command:<shell command>" in err and "python:<module>:<function>" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("DB_PASSWORD={password!r:>99999999999}", "placeholder {password!r:>99999999999} has a conversion"),
+        ("DB_NAME={database_name}", "unknown placeholder {database_name}; allowed placeholders: {dbname}"),
+    ],
+)
+def test_bad_app_env_placeholder_is_a_usage_error(
+    pytester: pytest.Pytester, line: str, expected: str
+) -> None:
+    pytester.makeini(f"[pytest]\nnocrud_app_env =\n    A=1\n    {line}\n")
+    err = _usage_error(pytester)
+    assert f"ini option nocrud_app_env: line {line!r}: {expected}" in err, err
+    assert "MemoryError" not in err and "Traceback" not in err
+
+
+def test_bad_app_command_placeholder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_app_command = {python} app.py --port {prot}\n")
+    err = _usage_error(pytester)
+    assert "unknown placeholder {prot}; allowed placeholders: {port} {host} {python}" in err, err
+
+
+def test_app_command_without_port_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_app_command = {python} -m http.server 8000\n")
+    err = _usage_error(pytester)
+    assert "has no {port}" in err and "PORT={app_port}" in err, err
+    # The port may reach the app through its environment instead:
+    pytester.makeini(
+        "[pytest]\nnocrud_app_command = {python} app.py\nnocrud_app_env =\n    PORT={app_port}\n"
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_dsn_with_a_bad_port_is_a_usage_error_without_the_password(pytester: pytest.Pytester) -> None:
+    err = _usage_error(pytester, "--nocrud-dsn=postgresql://app:hunter2@db:5432:99/app")
+    assert "--nocrud-dsn: the DSN's port '5432:99' is not a number from 1 to 65535" in err, err
+    assert "hunter2" not in err and "ValueError" not in err

@@ -74,6 +74,8 @@ def test_serial_mode_runs_flows_against_the_running_app(
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+    assert f"database: {DBNAME} (serial mode: used as is, nothing provisioned)" in result.stdout
+    assert "(key )" not in result.stdout
     assert resets.read_text().count("reset") == 3, "the reset command runs before every flow"
     assert _nocrud_databases(db) == before, "serial mode provisions nothing"
 

@@ -21,7 +21,9 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,7 +142,7 @@ def _run_sql(target: ConnInfo, paths: Sequence[Path], root: Path, log: Log) -> N
         with psycopg.connect(target.dsn, autocommit=True) as conn:
             run_sql_files(conn, paths, root, log=log)
     except psycopg.OperationalError as e:
-        raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+        raise BuildError(f"cannot connect to {target.masked()}: {target.redact(str(e))}") from e
 
 
 class SqlBuilder(_SqlFixturesMixin, Builder):
@@ -255,13 +257,26 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
         spec.loader.exec_module(module)
         return module
 
+    def _where(self, error: BaseException) -> str:
+        """``  at <file>:<line> in <function>`` for the deepest frame of the user's code (not a
+        library's, like psycopg's), with that line's source: where to look without a traceback."""
+        frames = traceback.extract_tb(error.__traceback__)[1:]  # [0] is our call of the function
+        libraries = {sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib")}
+        own = [f for f in frames if not any(f.filename.startswith(lib) for lib in libraries if lib)]
+        if not (own or frames):
+            return ""
+        frame = (own or frames)[-1]
+        path = Path(frame.filename)
+        shown = display_path(path, self.root.absolute()) if path.is_absolute() else frame.filename
+        return f"  at {shown}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
+
     def build(self, target: ConnInfo, log: Log) -> None:
         fn = self._load()
         log(f"python: {self.module}:{self.function}(conn)")
         try:
             conn = psycopg.connect(target.dsn, autocommit=False)
         except psycopg.OperationalError as e:
-            raise BuildError(f"cannot connect to {target.masked()}: {e}") from e
+            raise BuildError(f"cannot connect to {target.masked()}: {target.redact(str(e))}") from e
         with conn:  # commits on success, rolls back on exception, closes
             try:
                 with _on_sys_path(self.root):
@@ -270,7 +285,8 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
                 raise
             except Exception as e:
                 raise BuildError(
-                    f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}"
+                    f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}\n"
+                    + self._where(e)
                 ) from e
         self._load_sql_fixtures(target, log)
 
@@ -369,11 +385,6 @@ def _run_tool(
     """Run a build tool with the target's env; stream its merged output to ``log``.
     Returns ``(exit code, last TAIL_LINES lines, whole output)``, the password masked everywhere."""
     env = {**os.environ, **target.env(), "PYTHONUNBUFFERED": "1"}
-    secret = target.password
-
-    def mask(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
-
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     chunks: list[str] = []
     started = time.perf_counter()
@@ -394,7 +405,7 @@ def _run_tool(
     assert proc.stdout is not None
     with proc:
         for raw in proc.stdout:
-            line = mask(raw.rstrip("\n"))
+            line = target.redact(raw.rstrip("\n"))
             chunks.append(line)
             tail.append(line)
             log("  | " + line)

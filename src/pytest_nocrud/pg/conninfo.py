@@ -1,15 +1,22 @@
 """Connection parameters of one PostgreSQL database, in every shape a consumer needs.
 
 One value type passed down through the layers: psycopg gets ``.dsn``, subprocesses (builders, the app)
-get ``.env()``, humans get ``.masked()`` -- which never shows the password.
+get ``.env()``, humans get ``.masked()`` -- which never shows the password -- and any text on its way
+to a human or a file (an error, an app log excerpt, a report) goes through ``.redact()``: the one place
+that knows how a password can appear in text. ``repr()`` and ``str()`` are masked too, so ``pytest -l``
+and ``--tb=long`` never print it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, quote_plus
 
 import psycopg.conninfo
+
+from ..errors import UsageError
+
+MASK = "***"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,17 +27,34 @@ class ConnInfo:
     port: int
     user: str
     dbname: str
-    password: str = ""
+    password: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def parse(cls, dsn: str) -> ConnInfo:
-        """Read a libpq DSN (URL or ``key=value``); missing parts take libpq's defaults."""
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
+        """Read a libpq DSN (URL or ``key=value``); missing parts take libpq's defaults.
+
+        ``UsageError`` (never echoing the DSN, which may hold a password) when it does not parse or
+        names a port that is not one number from 1 to 65535 (e.g. ``host:5432:99``).
+        """
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise UsageError(
+                "not a valid PostgreSQL DSN. Accepted: postgresql://user:password@host:5432/postgres "
+                "or 'host=... port=... user=... dbname=...'."
+            ) from None
         host = str(params.get("host") or "localhost")
         user = str(params.get("user") or "postgres")
+        port_text = str(params.get("port") or 5432).strip()
+        port = int(port_text) if port_text.isdigit() else 0
+        if not 1 <= port <= 65535:
+            raise UsageError(
+                f"the DSN's port {port_text!r} is not a number from 1 to 65535 "
+                "(one host and one port: postgresql://user:password@host:5432/dbname)."
+            )
         return cls(
             host=host,
-            port=int(params.get("port") or 5432),
+            port=port,
             user=user,
             dbname=str(params.get("dbname") or user),
             password=str(params.get("password") or ""),
@@ -52,9 +76,20 @@ class ConnInfo:
 
     def masked(self) -> str:
         """The DSN with the password replaced by ``***``: safe for logs and error messages."""
+        return self.redact(self.dsn)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every spelling of the password (literal, URL-quoted) replaced by ``***``.
+
+        Literal replacement, not parsing: the password may turn up anywhere -- an app that echoes
+        ``DATABASE_URL`` or ``PGPASSWORD``, a traceback's locals, an assertion message.
+        """
         if not self.password:
-            return self.dsn
-        return dataclasses.replace(self, password="***").dsn.replace("%2A%2A%2A", "***")
+            return text
+        spellings = {self.password, quote(self.password, safe=""), quote_plus(self.password, safe="")}
+        for spelling in sorted(spellings, key=len, reverse=True):
+            text = text.replace(spelling, MASK)
+        return text
 
     def env(self) -> dict[str, str]:
         """``DATABASE_URL`` and ``PG*`` variables for a subprocess (the contract's app environment)."""
@@ -71,15 +106,5 @@ class ConnInfo:
         """``host:port/dbname`` for error messages (no user, no password)."""
         return f"{self.host}:{self.port}/{self.dbname}"
 
-
-def mask_password(dsn: str) -> str:
-    """Mask the password of any DSN string, also one that does not parse as a ConnInfo."""
-    try:
-        return ConnInfo.parse(dsn).masked()
-    except Exception:
-        parts = urlsplit(dsn)
-        if parts.password:
-            return dsn.replace(":" + parts.password + "@", ":***@").replace(
-                ":" + unquote(parts.password) + "@", ":***@"
-            )
-        return dsn
+    def __repr__(self) -> str:
+        return f"ConnInfo({self.masked()!r})"

@@ -135,3 +135,37 @@ def terminate(pid: int, *, first: signal.Signals, grace: float) -> None:
         except ProcessLookupError:
             return
         wait_gone(pid, 5.0)
+
+
+def listening_ports(pids: list[int]) -> set[int]:
+    """TCP ports the processes ``pids`` listen on (IPv4 and IPv6); Linux /proc only, else empty.
+
+    A socket's inode links an open file descriptor (``/proc/<pid>/fd/* -> socket:[inode]``) to its
+    row in ``/proc/net/tcp``: how we can tell an app that binds its own port from one that is slow.
+    """
+    inodes: set[str] = set()
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            entries = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                target = os.readlink(entry)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            listening = len(fields) > 9 and fields[3] == "0A"  # TCP_LISTEN
+            if listening and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

@@ -7,6 +7,9 @@ Embedded cluster rules (written down in the README, "Embedded PostgreSQL"):
   run that uses it holds a *lease* (a file named after the run's controller process). A run that ends
   removes its lease and stops the server only when no live lease remains, so it never pulls the server
   from under another run. Leases of dead runs (kill -9) are ignored and pruned.
+* ``nocrud server start`` holds a lease of its own (``leases/server-start``, naming the postmaster it
+  started) until ``nocrud server stop``: neither a run's end nor ``nocrud status``/``gc`` stop that
+  server. The hold ends by itself when that postmaster is gone (a reboot, a crash).
 * Start/stop happen under one file lock, so they never interleave.
 * The server listens on a Unix socket in a private 0700 directory only (no TCP) with trust auth there,
   and runs with fsync/synchronous_commit/full_page_writes off: test data is disposable.
@@ -38,11 +41,12 @@ import psycopg
 
 from ..errors import ServerError
 from .binaries import find_bindir, major_of, server_version
-from .conninfo import ConnInfo, mask_password
+from .conninfo import ConnInfo
 from .procs import ProcessId, is_running, terminate
 
 PORT = 5432  # only names the socket file inside our private directory; no TCP port is opened
 SUPERUSER = "postgres"
+HELD_LEASE = "server-start"  # the lease `nocrud server start` takes; holds the postmaster's ProcessId
 START_TIMEOUT = 30.0
 DSN_CONNECT_TIMEOUT = 5
 
@@ -93,11 +97,9 @@ def check_dsn(dsn: str) -> PostgresServer:
             ).fetchone()
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if admin.password:
-            reason = reason.replace(admin.password, "***")
         raise ServerError(
             f"cannot connect to PostgreSQL at {admin.describe()} as {admin.user!r} "
-            f"(DSN {mask_password(dsn)}): {reason}\n"
+            f"(DSN {admin.redact(dsn)}): {admin.redact(reason)}\n"
             "Check that the server is running and reachable, and that --nocrud-dsn / NOCRUD_DSN / "
             "nocrud_dsn is right; unset it to use the embedded server."
         ) from None
@@ -264,8 +266,9 @@ class EmbeddedCluster:
         live = []
         for lease in self.leases.glob("*"):
             try:
-                alive = ProcessId.parse(lease.name).alive()
-            except ValueError:
+                holder = lease.read_text().strip() if lease.name == HELD_LEASE else lease.name
+                alive = ProcessId.parse(holder).alive()
+            except (OSError, ValueError):
                 alive = False
             if alive:
                 live.append(lease)
@@ -305,12 +308,23 @@ class EmbeddedCluster:
             self.stop()
             return True
 
+    def hold(self) -> None:
+        """Keep the running server up until ``release_if_unused`` (``nocrud server start``)."""
+        with self._lock:
+            pid = self._running_pid()
+            if pid is None:
+                raise ServerError(f"the server of {self.data} is not running; nothing to hold")
+            self.leases.mkdir(exist_ok=True)
+            (self.leases / HELD_LEASE).write_text(ProcessId.of(pid).token + "\n")
+
     def release_if_unused(self) -> bool:
-        """Stop the server unless a live run holds a lease (``nocrud server stop``). True if stopped."""
+        """End ``nocrud server start``'s hold; stop the server unless a live run holds a lease
+        (``nocrud server stop``). True if stopped; otherwise the last run using it stops it."""
         if not self.root.is_dir():
             return True
         with self._lock:
             self.leases.mkdir(exist_ok=True)
+            (self.leases / HELD_LEASE).unlink(missing_ok=True)
             if self._live_leases():
                 return False
             self.stop()
