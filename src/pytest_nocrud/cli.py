@@ -19,10 +19,11 @@ from pathlib import Path
 
 from .errors import NocrudError
 from .pg import admin
-from .pg.key import TEMPLATE_PREFIX
+from .pg.key import SCHEMA_PREFIX, TEMPLATE_PREFIX
 from .pg.pool import OWNED_NAME, collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
+from .pg.template import collect_layers
 
 FAILED_PREFIX = "nocrud_failed_"
 
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedClus
         if args.command == "status":
             _status(conn, server, cluster)
         elif args.command == "gc":
-            dropped = collect_garbage(conn)
+            dropped = collect_garbage(conn) + collect_layers(conn)
             if args.failed:
                 for name in admin.names_like(conn, FAILED_PREFIX):
                     admin.drop(conn, name)
@@ -85,7 +86,7 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
     kind = f"embedded, data dir {cluster.data}" if cluster else "DSN"
     print(f"server: PostgreSQL {server.version} ({kind})")
     print(f"admin DSN: {server.admin.masked()}")
-    for name in admin.names_like(conn, TEMPLATE_PREFIX):
+    for name in admin.names_like(conn, SCHEMA_PREFIX) + admin.names_like(conn, TEMPLATE_PREFIX):
         state = (
             "finalized"
             if admin.is_finalized(conn, name)

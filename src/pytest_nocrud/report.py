@@ -25,6 +25,8 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
         built = [t for t in templates if not t["reused"]]
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
+        if built and first.get("schema"):  # which path the build took: the schema layer's story
+            how += f" (schema layer {first['schema']} {first.get('schema_how', 'reused')})"
         lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
     handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
     if handoffs:

@@ -20,11 +20,10 @@ from .errors import AppStartError, BuildError, NocrudError, SetupFailed
 from .pg import admin
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
-from .pg.key import compute_key
 from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
-from .pg.template import Template, ensure_template
+from .pg.template import LayerKeys, LayerUse, Template, ensure_template, layer_keys
 from .serial import ExternalApp
 
 T = TypeVar("T")
@@ -40,6 +39,23 @@ NEEDED_BY: dict[str, frozenset[str] | None] = {
     "clone pool": frozenset({"nocrud_db", "nocrud_app", "nocrud_client", "nocrud_client_factory"}),
     "app": frozenset({"nocrud_app", "nocrud_client", "nocrud_client_factory"}),
 }  # fmt: skip
+
+
+def template_keys(settings: Settings, builder: Builder, server_major: int) -> LayerKeys:
+    """Both layer keys of the project, as a test run computes them (also used by ``nocrud build``)."""
+    schema_globs = settings.template_inputs or tuple(builder.schema_inputs())
+    return layer_keys(settings.rootpath, schema_globs, builder, server_major)
+
+
+def input_warnings(settings: Settings, keys: LayerKeys) -> list[str]:
+    """Warnings about key inputs: a glob line that matches nothing, or no input at all."""
+    lines = [f"warning: nocrud_template_inputs line {g!r} matches no file" for g in keys.unmatched_globs]
+    if not keys.schema.files:
+        lines.append(
+            "warning: no file matches the template inputs, so the template will never rebuild when your "
+            "schema changes: list the files your builder reads in nocrud_template_inputs"
+        )
+    return lines
 
 
 @dataclasses.dataclass
@@ -123,7 +139,13 @@ class Runtime:
                 )
             spec = "django"
         try:
-            return parse_builder(spec, root=root, fixtures=self.settings.fixtures)
+            return parse_builder(
+                spec,
+                root=root,
+                fixtures=self.settings.fixtures,
+                sql_vars=dict(self.settings.sql_vars),
+                incremental_command=self.settings.incremental_command,
+            )
         except ValueError as exc:
             raise BuildError(f"nocrud_builder = {spec!r}: {exc}") from None
 
@@ -135,18 +157,20 @@ class Runtime:
         if self.settings.serial:  # provisions nothing: the "template" is the database in use
             return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
-        inputs = self.settings.template_inputs or tuple(builder.default_inputs())
-        key = compute_key(self.settings.rootpath, inputs, builder.identity, server.major)
-        for glob in key.unmatched_globs:
-            self.progress(f"warning: nocrud_template_inputs line {glob!r} matches no file")
+        keys = template_keys(self.settings, builder, server.major)
+        for line in input_warnings(self.settings, keys):
+            self.progress(line)
+        use = LayerUse(server.admin)  # held for this process's life: GC never drops what we use
+        self._cache["layers in use"] = use
         return ensure_template(
             server.admin,
-            key,
+            keys,
             builder,
             lock_dir=self.home / "locks",
             run_token=self.owner.token,
             rebuild=self.settings.rebuild,
             progress=self.progress,
+            use=use,
         )
 
     # -- clone pool ------------------------------------------------------------------------------

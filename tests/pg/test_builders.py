@@ -83,7 +83,7 @@ class Lines(list[str]):
 def test_parse_builder_forms_and_identities(tmp_path: Path) -> None:
     b = parse_builder("sql:db/schema/", root=tmp_path)
     assert isinstance(b, SqlBuilder) and b.kind == "sql" and b.identity == "sql:db/schema"
-    assert b.default_inputs() == ["db/schema/**/*.sql"]
+    assert b.default_inputs() == ["db/schema/**/*.sql", "db/schema/**/*.sql.j2"]
     assert parse_builder("sql:a", root=tmp_path).identity != parse_builder("sql:b", root=tmp_path).identity
     c = parse_builder("command: alembic upgrade head", root=tmp_path, fixtures=["seed.sql"])
     assert isinstance(c, CommandBuilder) and c.command == "alembic upgrade head"
