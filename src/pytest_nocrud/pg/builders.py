@@ -294,12 +294,9 @@ class CommandBuilder(_SqlFixturesMixin, Builder):
         return []
 
     def rendered_command(self) -> str:
-        try:
-            return self.command.format(python=shlex.quote(sys.executable))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise BuildError(
-                f"builder command {self.command!r}: unknown placeholder {exc}; known: {{python}}"
-            ) from None
+        """The command with ``{python}`` (this interpreter, shell-quoted) filled in. Only that one
+        placeholder is replaced, so shell syntax such as ``${VAR:-0}`` passes through untouched."""
+        return self.command.replace("{python}", shlex.quote(sys.executable))
 
     def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
         command = self.rendered_command()
