@@ -37,7 +37,6 @@ STOP_GRACE = 5.0
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class AppSpec:
     """How to start the app, independent of which port or database it gets."""

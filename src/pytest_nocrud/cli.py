@@ -4,6 +4,8 @@
 ``nocrud gc [--failed]`` drop databases of dead runs (and kept failed-test databases with --failed)
 ``nocrud server start``  start the project's embedded server and print its DSN (e.g. to inspect a kept
                          failed-test database); ``nocrud server stop`` stops it unless a run uses it
+``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
+``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -40,12 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--failed", action="store_true", help="also drop kept failed-test databases")
     server = commands.add_parser("server", help="start or stop the embedded server")
     server.add_argument("action", choices=["start", "stop"])
+    build = commands.add_parser("build", help="build (or reuse) the template as a test run would")
+    build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
+    commands.add_parser("preview", help="what a build would do now, and the SQL it would run")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("build", "preview"):
+            from .project import build_template, preview
+
+            run = build_template if args.command == "build" else preview
+            return run(args.rootdir, _pytest_args(args))
         if args.dsn:
             return _run(args, check_dsn(args.dsn), None)
         cluster = EmbeddedCluster(args.data_dir or default_home(args.rootdir), bindir=args.pg_bindir)
@@ -64,6 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NocrudError as exc:
         print(f"nocrud: {exc}", file=sys.stderr)
         return 1
+
+
+def _pytest_args(args: argparse.Namespace) -> list[str]:
+    """The command's server options, spelled as a test run's options (same precedence rules)."""
+    out = []
+    for flag, value in (
+        ("--nocrud-dsn", args.dsn),
+        ("--nocrud-data-dir", args.data_dir),
+        ("--nocrud-pg-bindir", args.pg_bindir),
+    ):
+        if value:
+            out.append(f"{flag}={value}")
+    if getattr(args, "rebuild", False):
+        out.append("--nocrud-rebuild")
+    return out
 
 
 def _run(args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedCluster | None) -> int:

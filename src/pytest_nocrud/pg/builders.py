@@ -38,7 +38,7 @@ import psycopg
 
 from ..errors import BuildError
 from .conninfo import ConnInfo
-from .sqlrunner import SqlFileError, display_path, is_sql_file, run_sql_files, sql_files_in
+from .sqlrunner import SqlFileError, display_path, is_sql_file, read_sql, run_sql_files, sql_files_in
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -108,6 +108,15 @@ class Builder(abc.ABC):
         """The files to run on a clone of a schema layer built from ``old`` inputs (``{path: sha256}``)
         to reach ``new``, or None when only a full build is right. Default: never incremental."""
         return None
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        """``(relative path, SQL)`` of what ``build_schema`` would run, touching no database; a builder
+        that cannot know its SQL says what it would run instead."""
+        return [("(builder)", f"-- {self.schema_identity} runs here; its SQL cannot be shown in advance")]
+
+    def preview_fixtures(self) -> list[tuple[str, str]]:
+        """``(relative path, SQL)`` of what ``load_fixtures`` would run."""
+        return [(f, f"-- loaded by {self.kind} (not SQL)") for f in self.fixtures]
 
     def build(self, target: ConnInfo, log: Log) -> None:
         """Schema and fixtures in one go (``nocrud build`` of a single database, tests)."""
@@ -181,6 +190,9 @@ class _SqlFixturesMixin:
     def fixture_inputs(self) -> list[str]:
         return [_rel_glob(f, self.root) for f in self.fixtures]
 
+    def preview_fixtures(self) -> list[tuple[str, str]]:
+        return [(f, read_sql(self.root / f, self.sql_vars)) for f in self.fixtures]
+
     def load_fixtures(self, target: ConnInfo, log: Log) -> None:
         if not self.fixtures:
             return
@@ -253,6 +265,10 @@ class SqlBuilder(_SqlFixturesMixin, Builder):
         log(f"sql: running {len(files)} file(s) from {self.directory}")
         _run_sql(target, files, self.root, log, layer="schema", base=self.schema_dir, sql_vars=self.sql_vars)
 
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        files = self.schema_files() if new_files is None else [self.root / f for f in new_files]
+        return [(display_path(p, self.root), read_sql(p, self.sql_vars)) for p in files]
+
     def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
         """New files only, all of them SQL files of the schema directory sorting after every old one
         (the order a full build would run them in)."""
@@ -310,6 +326,9 @@ class CommandBuilder(_SqlFixturesMixin, Builder):
                 f"builder command failed with exit code {code}: {command}\n"
                 f"(cwd {self.root}, database {target.masked()})\n" + _format_tail(tail)
             )
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        return [("(command)", f"-- runs in {self.root}: {self.rendered_command()}")]
 
     def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
         """Only with ``nocrud_incremental_command``: the tool (Alembic, ...) knows what it applied."""
@@ -442,6 +461,30 @@ class DjangoBuilder(Builder):
     def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
         """``migrate`` applies only unapplied migrations: any purely added input files will do."""
         return _only_additions(old, new)
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        """``sqlmigrate`` of each migration that would run, in plan order. Django reads (never writes)
+        the maintenance database to load the migration graph."""
+        plan = self._manage(server, "showmigrations", "--plan")
+        names = re.findall(r"^\[[ X]\]\s+(\S+)\.(\S+)$", plan, re.MULTILINE)
+        if new_files is not None:
+            stems = {Path(f).stem for f in new_files}
+            names = [(app, name) for app, name in names if name in stems]
+        out = []
+        for app, name in names:
+            source = next(self.project_dir.glob(f"**/migrations/{name}.py"), None)
+            shown = display_path(source, self.root.absolute()) if source else f"{app}.{name}"
+            out.append((shown, self._manage(server, "sqlmigrate", app, name)))
+        return out
+
+    def _manage(self, server: ConnInfo, *args: str) -> str:
+        cmd = [sys.executable, str(self.manage_py), *args]
+        code, tail, output = _run_tool(
+            cmd, shell=False, cwd=self.project_dir, target=server, log=lambda _: None
+        )
+        if code != 0:
+            raise BuildError(f"django {' '.join(args)} failed (exit code {code}):\n" + _format_tail(tail))
+        return output
 
     def fixture_inputs(self) -> list[str]:
         prefix = self._prefix()

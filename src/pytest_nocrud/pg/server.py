@@ -59,7 +59,6 @@ SERVER_SETTINGS = {
 }
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PostgresServer:
     """What the ``nocrud_postgres`` fixture returns."""

@@ -230,6 +230,7 @@ class _Plan:
     describe: str
     note: dict[str, Any]
     appended: int = 0  # files run on top of ``source`` (0: not an appended build)
+    new_files: Sequence[str] = ()
 
 
 def _schema_plan(conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: bool) -> _Plan:
@@ -259,6 +260,38 @@ def _schema_plan(conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: b
         describe=f"{builder.schema_identity}, from {source} + {_files(len(new_files))}",
         note=note,
         appended=len(new_files),
+        new_files=new_files,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """What ``ensure_template`` would do now: per layer "reused" or how it would be built, and the
+    SQL of every file that would run (``(relative path, text)``)."""
+
+    data: str
+    schema: str
+    data_how: str
+    schema_how: str
+    files: list[tuple[str, str]]
+
+
+def preview_template(server: ConnInfo, keys: LayerKeys, builder: Builder) -> Preview:
+    """Plan a build without creating or changing anything on the server (notes are only read)."""
+    name, schema = keys.name, keys.schema_name
+    with admin.connect(server, purpose="preview") as conn:
+        if admin.is_finalized(conn, name):
+            return Preview(name, schema, "reused", "not needed", [])
+        data_how = "would be built: fixtures on the schema layer"
+        if admin.is_finalized(conn, schema):
+            return Preview(name, schema, data_how, "reused", builder.preview_fixtures())
+        plan = _schema_plan(conn, keys, builder, rebuild=False)
+    new_files = plan.new_files if plan.appended else None
+    how = (
+        f"would be built from {plan.source} + {_files(plan.appended)}" if plan.appended else "would be built"
+    )
+    return Preview(
+        name, schema, data_how, how, builder.preview_schema(server, new_files) + builder.preview_fixtures()
     )
 
 
@@ -456,4 +489,5 @@ __all__ = [
     "collect_layers",
     "ensure_template",
     "layer_keys",
+    "preview_template",
 ]
