@@ -29,7 +29,7 @@ import httpx
 
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import wait_group_gone
+from .pg.procs import interpreter_path, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
@@ -58,6 +58,7 @@ def free_port() -> int:
 def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The contract's app environment: ours + DATABASE_URL/PG* + the user's lines (placeholders filled)."""
     env = dict(os.environ)
+    env["PATH"] = interpreter_path(env)  # the venv's tools, even when the venv is not activated
     env.update(db.env())
     values = {
         "dbname": db.dbname,

@@ -117,7 +117,8 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
             if admin.is_finalized(conn, name)
             else "UNFINALIZED (a build died; rebuilt on next use)"
         )
-        print(f"template: {name} {state}")
+        kind = "schema layer" if name.startswith(SCHEMA_PREFIX) else "template"
+        print(f"{kind}: {name} {state}")
     owned = [name for name in admin.names_like(conn, "nocrud_r") if OWNED_NAME.match(name)]
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):

@@ -47,10 +47,11 @@ def build_template(root: Path, options: list[str]) -> int:
         template = runtime.template()
     finally:
         runtime.close()
-    print(
-        f"template {template.name} (key {template.key[:12]}) {template.how} "
-        f"[{time.perf_counter() - started:.2f}s in all]"
-    )
+    elapsed = time.perf_counter() - started
+    if template.reused:
+        print(f"template {template.name} (key {template.key[:12]}) reused [{elapsed:.2f}s in all]")
+    else:  # the build's own progress lines said what was built
+        print(f"nocrud build: {elapsed:.2f}s in all")
     return 0
 
 

@@ -49,7 +49,12 @@ def template_keys(settings: Settings, builder: Builder, server_major: int) -> La
 
 def input_warnings(settings: Settings, keys: LayerKeys) -> list[str]:
     """Warnings about key inputs: a glob line that matches nothing, or no input at all."""
-    lines = [f"warning: nocrud_template_inputs line {g!r} matches no file" for g in keys.unmatched_globs]
+    configured = set(settings.template_inputs)  # a builder's default that matches nothing is no news
+    lines = [
+        f"warning: nocrud_template_inputs line {g!r} matches no file"
+        for g in keys.unmatched_globs
+        if g in configured
+    ]
     if not keys.schema.files:
         lines.append(
             "warning: no file matches the template inputs, so the template will never rebuild when your "

@@ -82,9 +82,8 @@ def test_preview_touches_nothing_and_build_builds_as_a_run_would(tmp_path: Path,
     built = nocrud(root, data_dir, "build")
     assert built.returncode == 0, built.stderr
     assert re.search(
-        r"template nocrud_tpl_\w+ \(key \w+\) built in [\d.]+s \(schema layer nocrud_sch_\w+ built",
-        built.stdout,
-    )
+        r"template nocrud_tpl_\w+ built in [\d.]+s \(schema layer nocrud_sch_\w+ built in", built.stdout
+    ), built.stdout
     assert "reused" in nocrud(root, data_dir, "build").stdout
 
     warm = nocrud(root, data_dir, "preview")

@@ -38,6 +38,7 @@ import psycopg
 
 from ..errors import BuildError
 from .conninfo import ConnInfo
+from .procs import interpreter_path
 from .sqlrunner import SqlFileError, display_path, is_sql_file, read_sql, run_sql_files, sql_files_in
 
 __all__ = [
@@ -558,14 +559,6 @@ def watching_spawns(listener: Callable[[int], None]) -> Iterator[None]:
         yield
     finally:
         _spawn_listeners.remove(listener)
-
-
-def interpreter_path(environ: Mapping[str, str]) -> str:
-    """``PATH`` with the running interpreter's directory first: ``.venv/bin/pytest`` started from an
-    IDE, without an activated venv, still finds the venv's ``alembic``/``django-admin``."""
-    here = str(Path(sys.executable).parent)
-    rest = [p for p in environ.get("PATH", os.defpath).split(os.pathsep) if p and p != here]
-    return os.pathsep.join([here, *rest])
 
 
 def end_group(pgid: int) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -135,3 +136,11 @@ def terminate(pid: int, *, first: signal.Signals, grace: float) -> None:
         except ProcessLookupError:
             return
         wait_gone(pid, 5.0)
+
+
+def interpreter_path(environ: Mapping[str, str]) -> str:
+    """``PATH`` with the running interpreter's directory first: ``.venv/bin/pytest`` started from an
+    IDE, without an activated venv, still finds the venv's ``alembic``/``django-admin``."""
+    here = str(Path(sys.executable).parent)
+    rest = [p for p in environ.get("PATH", os.defpath).split(os.pathsep) if p and p != here]
+    return os.pathsep.join([here, *rest])

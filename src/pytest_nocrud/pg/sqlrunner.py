@@ -150,7 +150,8 @@ def run_sql_files(
         except BuildError as e:
             rest = len(files) - index - 1
             if rest:
-                e.args = (f"{e.args[0]}\nskipped: {rest} file(s) after {shown}", *e.args[1:])
+                files_word = "file" if rest == 1 else "files"
+                e.args = (f"{e.args[0]}\nskipped: {rest} {files_word} after {shown}", *e.args[1:])
             raise
 
 
