@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from _support import run_inner
 
 INNER = "def test_nothing():\n    pass\n"
 
@@ -44,3 +47,21 @@ def test_valid_settings_pass_without_touching_postgres(pytester: pytest.Pytester
     pytester.makeini("[pytest]\nnocrud_pool_size = 4\nnocrud_app_env =\n    A=1\n    B={dbname}\n")
     pytester.makepyfile(test_inner=INNER)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_bad_incremental_switch_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_incremental_command = sometimes\n")
+    assert "ini option nocrud_incremental_command = 'sometimes'" in _usage_error(pytester)
+
+
+def test_command_builder_without_inputs_warns_that_it_never_rebuilds(
+    pytester: pytest.Pytester, data_dir: Path
+) -> None:
+    pytester.makeini("[pytest]\nnocrud_builder = command:psql -q -c 'create table t (id int)'\n")
+    pytester.makepyfile(test_inner="def test_db(nocrud_db):\n    pass\n")
+    result = run_inner(pytester, data_dir, "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    assert (
+        "the template will never rebuild when your schema changes"
+        in result.stdout.str() + result.stderr.str()
+    )
