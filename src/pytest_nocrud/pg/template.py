@@ -48,6 +48,7 @@ from .key import (
     compute_key,
     schema_name,
 )
+from .pool import choose_strategy
 from .procs import ProcessId, group_members
 
 KEEP_TEMPLATES = 3  # most recently used layers of other keys kept, per kind (branch switching stays warm)
@@ -368,7 +369,11 @@ class _Layers:
         admin.drop(conn, name, maybe_template=True)  # an old-format leftover, or the one being rebuilt
         self.progress(f"building template layer {name} ({plan.describe}) ...")
         build = build_prefix(name) + secrets.token_hex(4)
-        admin.create(conn, build, template=plan.source)
+        strategy = None
+        if plan.source is not None:  # a layer on a layer: the clone strategy the pool would use
+            major = conn.info.server_version // 10000
+            strategy = choose_strategy("auto", server_major=major, fsync_on=admin.fsync_enabled(conn))
+        admin.create(conn, build, template=plan.source, strategy=strategy)
         mine = ProcessId.of(os.getpid())
         tag: dict[str, Any] = {"layer": name, "owner": mine.token, "host": socket.gethostname(), "groups": []}
         _comment(conn, build, tag)
