@@ -290,6 +290,9 @@ class Runtime:
 
     def close(self) -> None:
         """End of this process: drop its pool; the run's owner also gives the embedded server back."""
+        use = self._cache.get("layers in use")
+        if isinstance(use, LayerUse):  # GC may collect our layers once no process of ours runs
+            use.close()
         if self._app is not None:
             self._app.stop()
             self._app = None

@@ -24,7 +24,14 @@ from pytest_nocrud.pg.builders import Builder, detect_django_project, parse_buil
 from pytest_nocrud.pg.conninfo import ConnInfo
 from pytest_nocrud.pg.procs import ProcessId
 from pytest_nocrud.pg.server import EmbeddedCluster
-from pytest_nocrud.pg.template import LayerUse, Template, collect_layers, ensure_template, layer_keys
+from pytest_nocrud.pg.template import (
+    LayerUse,
+    Template,
+    collect_layers,
+    ensure_template,
+    layer_keys,
+    preview_template,
+)
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "example_app"
 
@@ -194,6 +201,13 @@ def test_django_appended_migration_migrates_only_the_new_one(server: ConnInfo, t
             operations = [migrations.RunSQL("CREATE TABLE appended_by_test (id int)")]
         """)
     )
+
+    builder = parse_builder("django", root=app)
+    plan = preview_template(server, layer_keys(app, builder.schema_inputs(), builder, 15), builder)
+    assert plan.schema_how == f"would be built from {first.schema} + 1 new file"
+    (path, text), *fixtures = plan.files
+    assert path == (last.parent / "9000_appended.py").relative_to(app).as_posix()
+    assert "CREATE TABLE appended_by_test (id int)" in text, "sqlmigrate of the new migration only"
 
     appended = build(server, app, parse_builder("django", root=app))
 

@@ -468,12 +468,17 @@ class DjangoBuilder(Builder):
         the maintenance database to load the migration graph."""
         plan = self._manage(server, "showmigrations", "--plan")
         names = re.findall(r"^\[[ X]\]\s+(\S+)\.(\S+)$", plan, re.MULTILINE)
+        files = {
+            (p.parent.parent.name, p.stem): p
+            for p in self.project_dir.glob("**/migrations/*.py")
+            if not _NOT_PROJECT_DIRS.intersection(p.parts)
+        }
         if new_files is not None:
-            stems = {Path(f).stem for f in new_files}
-            names = [(app, name) for app, name in names if name in stems]
+            wanted = {(Path(f).parent.parent.name, Path(f).stem) for f in new_files}
+            names = [(app, name) for app, name in names if (app, name) in wanted]
         out = []
         for app, name in names:
-            source = next(self.project_dir.glob(f"**/migrations/{name}.py"), None)
+            source = files.get((app, name))  # a project migration; else an installed app's
             shown = display_path(source, self.root.absolute()) if source else f"{app}.{name}"
             out.append((shown, self._manage(server, "sqlmigrate", app, name)))
         return out
