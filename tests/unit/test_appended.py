@@ -42,3 +42,16 @@ def test_command_builder_appends_only_when_switched_on() -> None:
 def test_python_placeholder_leaves_shell_syntax_alone() -> None:
     command = CommandBuilder(Path("."), "{python} -m alembic upgrade ${REV:-head}").rendered_command()
     assert command.endswith(" -m alembic upgrade ${REV:-head}") and "{python}" not in command
+
+
+def test_app_and_builder_find_the_interpreters_tools_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``.venv/bin/pytest`` run from an IDE (venv not activated) must still find the venv's tools."""
+    import sys
+
+    from pytest_nocrud.app import app_environment
+    from pytest_nocrud.pg.conninfo import ConnInfo
+
+    here = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", f"/usr/bin:{here}:/bin")
+    env = app_environment(ConnInfo(host="/tmp", port=5432, user="u", dbname="d"), 8000, [])
+    assert env["PATH"].split(":") == [here, "/usr/bin", "/bin"]
