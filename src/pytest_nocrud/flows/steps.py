@@ -72,6 +72,8 @@ _REQUESTS_PER_STEP = 8
 _ERROR_CHARS = 1500
 
 
+
+
 class StepStatus(str, enum.Enum):
     """How a step ended (pgflow's vocabulary, plus ``skipped`` for steps whose dependency broke)."""
 

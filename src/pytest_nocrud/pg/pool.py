@@ -76,6 +76,7 @@ def swap_statement(stable: str, clone: str, dirty: str | None) -> sql.Composed:
     return sql.SQL("; ").join(parts)
 
 
+
 class ClonePool:
     """One per worker; not thread-safe for callers (one test at a time), the filler runs beside it."""
 

@@ -59,6 +59,7 @@ SERVER_SETTINGS = {
 }
 
 
+
 @dataclasses.dataclass(frozen=True)
 class PostgresServer:
     """What the ``nocrud_postgres`` fixture returns."""
