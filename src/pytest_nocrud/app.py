@@ -31,14 +31,13 @@ import httpx
 from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import ProcessId, group_members, is_running, listening_ports, wait_group_gone
+from .pg.procs import ProcessId, group_members, interpreter_path, is_running, listening_ports, wait_group_gone
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
 STOP_GRACE = 5.0
 ELSEWHERE_GRACE = 2.0  # seconds an app may listen on other ports only before we call it misconfigured
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +61,7 @@ def free_port() -> int:
 def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The contract's app environment: ours + DATABASE_URL/PG* + the user's lines (placeholders filled)."""
     env = dict(os.environ)
+    env["PATH"] = interpreter_path(env)  # the venv's tools, even when the venv is not activated
     env.update(db.env())
     env["PGAPPNAME"] = app_session_name(db.dbname)  # where it really connects: see pg/sessions.py
     values = {

@@ -8,6 +8,8 @@
                          come and go -- until ``nocrud server stop``, which stops it unless a run uses it
 ``nocrud scaffold``      start the app as a run would, read its OpenAPI schema, write a test file with
                          one CrudFlow per collection resource (never overwriting a file)
+``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
+``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -26,10 +28,11 @@ from urllib.parse import urlsplit
 from .app import reap_orphaned_apps, tidy_leftovers
 from .errors import NocrudError, UsageError
 from .pg import admin
-from .pg.key import TEMPLATE_PREFIX
+from .pg.key import SCHEMA_PREFIX, TEMPLATE_PREFIX
 from .pg.pool import OWNED_NAME, collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
+from .pg.template import collect_layers
 from .scaffold import render, resources_from_openapi
 
 FAILED_PREFIX = "nocrud_failed_"
@@ -71,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         "--openapi", metavar="PATH", help="schema path (default: nocrud_openapi_path, else /openapi.json)"
     )
     scaffold.add_argument("--out", type=Path, help="file to write (default: tests/test_crud_scaffold.py)")
+    build = commands.add_parser("build", help="build (or reuse) the template as a test run would")
+    build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
+    commands.add_parser("preview", help="what a build would do now, and the SQL it would run")
     return parser
 
 
@@ -79,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scaffold":
             return _scaffold(args)
+        if args.command in ("build", "preview"):
+            from .project import build_template, preview
+
+            run = build_template if args.command == "build" else preview
+            return run(args.rootdir, _pytest_args(args))
         code = _main(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
         return code
@@ -112,6 +123,21 @@ def _main(args: argparse.Namespace) -> int:
         cluster.release(me)
 
 
+def _pytest_args(args: argparse.Namespace) -> list[str]:
+    """The command's server options, spelled as a test run's options (same precedence rules)."""
+    out = []
+    for flag, value in (
+        ("--nocrud-dsn", args.dsn),
+        ("--nocrud-data-dir", args.data_dir),
+        ("--nocrud-pg-bindir", args.pg_bindir),
+    ):
+        if value:
+            out.append(f"{flag}={value}")
+    if getattr(args, "rebuild", False):
+        out.append("--nocrud-rebuild")
+    return out
+
+
 def _run(
     args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedCluster | None, home: Path
 ) -> int:
@@ -119,7 +145,7 @@ def _run(
         if args.command == "status":
             _status(conn, server, cluster)
         elif args.command == "gc":
-            dropped = collect_garbage(conn)
+            dropped = collect_garbage(conn) + collect_layers(conn)
             if args.failed:
                 for name in admin.names_like(conn, FAILED_PREFIX):
                     admin.drop(conn, name)
@@ -136,13 +162,14 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
     kind = f"embedded, data dir {cluster.data}" if cluster else "DSN"
     print(f"server: PostgreSQL {server.version} ({kind})")
     print(f"admin DSN: {server.admin.masked()}")
-    for name in admin.names_like(conn, TEMPLATE_PREFIX):
+    for name in admin.names_like(conn, SCHEMA_PREFIX) + admin.names_like(conn, TEMPLATE_PREFIX):
         state = (
             "finalized"
             if admin.is_finalized(conn, name)
             else "UNFINALIZED (a build died; rebuilt on next use)"
         )
-        print(f"template: {name} {state}")
+        kind = "schema layer" if name.startswith(SCHEMA_PREFIX) else "template"
+        print(f"{kind}: {name} {state}")
     owned = [name for name in admin.names_like(conn, "nocrud_r") if OWNED_NAME.match(name)]
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):

@@ -59,6 +59,9 @@ OPTIONS: tuple[Option, ...] = (
            "python:<module>:<function>."),
     Option("nocrud_template_inputs", "Glob lines whose files feed the template key.", kind="linelist"),
     Option("nocrud_fixtures", "Fixture files loaded into the template.", kind="linelist"),
+    Option("nocrud_sql_vars", "NAME=value lines for templated SQL files (*.sql.j2).", kind="linelist"),
+    Option("nocrud_incremental_command", "command: builders: build appended inputs on a clone of the "
+           "previous schema layer (the tool tracks what it applied, e.g. Alembic).", default="false"),
     Option("nocrud_app_command", "Shell command that starts the app ({port}, {host}, {python})."),
     Option("nocrud_app_ready_path", "HTTP path polled until the app answers.", default="/"),
     Option("nocrud_app_env", "NAME=value lines added to the app's environment.", kind="linelist"),
@@ -147,6 +150,13 @@ def _dsn(value: Value) -> str | None:
     return text
 
 
+def _flag(value: Value) -> bool:
+    text = str(value.raw).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise pytest.UsageError(f"{value.source} = {value.raw!r}: accepted values are true, false.")
+    return text in ("true", "1", "yes", "on")
+
+
 def _env_lines(value: Value) -> tuple[tuple[str, str], ...]:
     pairs = []
     for line in value.raw or []:
@@ -217,6 +227,8 @@ class Settings:
     serial_reset: str | None
     app_url: str | None  # serial mode's app (NOCRUD_APP_URL)
     openapi_path: str | None = None
+    sql_vars: tuple[tuple[str, str], ...] = ()
+    incremental_command: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -282,4 +294,6 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         serial_reset=text("nocrud_serial_reset"),
         app_url=app_url.rstrip("/") if app_url else None,
         openapi_path=text("nocrud_openapi_path"),
+        sql_vars=_env_lines(get("nocrud_sql_vars")),
+        incremental_command=_flag(get("nocrud_incremental_command")),
     )

@@ -32,13 +32,12 @@ from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolEr
 from .pg import admin, setup_store
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
-from .pg.key import compute_key
 from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
-from .pg.template import Template, ensure_template
+from .pg.template import LayerKeys, LayerUse, Template, ensure_template, layer_keys
 from .serial import ExternalApp
 from .setups import SetupFunction, run_setups, setup_inputs
 
@@ -63,6 +62,33 @@ NEEDED_BY: dict[str, frozenset[str] | None] = {
     "template setup outputs": frozenset({"nocrud_client", "nocrud_client_factory", "nocrud_setup"}),
     "app": frozenset({"nocrud_app", "nocrud_client", "nocrud_client_factory"}),
 }  # fmt: skip
+
+
+def template_keys(
+    settings: Settings, builder: Builder, server_major: int, *, extra_inputs: Sequence[str] = ()
+) -> LayerKeys:
+    """Both layer keys of the project, as a test run computes them (also used by ``nocrud build``).
+
+    ``extra_inputs`` (the ``@template_setup`` source files) feed the data layer's key only.
+    """
+    schema_globs = settings.template_inputs or tuple(builder.schema_inputs())
+    return layer_keys(settings.rootpath, schema_globs, builder, server_major, extra_inputs=extra_inputs)
+
+
+def input_warnings(settings: Settings, keys: LayerKeys) -> list[str]:
+    """Warnings about key inputs: a glob line that matches nothing, or no input at all."""
+    configured = set(settings.template_inputs)  # a builder's default that matches nothing is no news
+    lines = [
+        f"warning: nocrud_template_inputs line {g!r} matches no file"
+        for g in keys.unmatched_globs
+        if g in configured
+    ]
+    if not keys.schema.files:
+        lines.append(
+            "warning: no file matches the template inputs, so the template will never rebuild when your "
+            "schema changes: list the files your builder reads in nocrud_template_inputs"
+        )
+    return lines
 
 
 @dataclasses.dataclass
@@ -156,7 +182,13 @@ class Runtime:
                 )
             spec = "django"
         try:
-            return parse_builder(spec, root=root, fixtures=self.settings.fixtures)
+            return parse_builder(
+                spec,
+                root=root,
+                fixtures=self.settings.fixtures,
+                sql_vars=dict(self.settings.sql_vars),
+                incremental_command=self.settings.incremental_command,
+            )
         except ValueError as exc:
             raise BuildError(f"nocrud_builder = {spec!r}: {exc}") from None
 
@@ -169,20 +201,22 @@ class Runtime:
             return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
         setups = self.template_setups()
-        inputs = self.settings.template_inputs or tuple(builder.default_inputs())
-        inputs = (*inputs, *setup_inputs(setups, self.settings.rootpath))  # a setup change rebuilds
-        key = compute_key(self.settings.rootpath, inputs, builder.identity, server.major)
-        for glob in key.unmatched_globs:
-            self.progress(f"warning: nocrud_template_inputs line {glob!r} matches no file")
+        extra = setup_inputs(setups, self.settings.rootpath)  # a setup change rebuilds the data layer
+        keys = template_keys(self.settings, builder, server.major, extra_inputs=extra)
+        for line in input_warnings(self.settings, keys):
+            self.progress(line)
+        use = LayerUse(server.admin)  # held for this process's life: GC never drops what we use
+        self._cache["layers in use"] = use
         return ensure_template(
             server.admin,
-            key,
+            keys,
             builder,
             lock_dir=self.home / "locks",
             run_token=self.owner.token,
             rebuild=self.settings.rebuild,
             progress=self.progress,
             after_build=(lambda db: self._run_template_setups(setups, db)) if setups else None,
+            use=use,
         )
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:
@@ -393,6 +427,9 @@ class Runtime:
 
     def close(self) -> None:
         """End of this process: drop its pool; the run's owner also gives the embedded server back."""
+        use = self._cache.get("layers in use")
+        if isinstance(use, LayerUse):  # GC may collect our layers once no process of ours runs
+            use.close()
         if self._app is not None:
             self._app.stop()
             self._app = None

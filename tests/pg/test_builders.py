@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import shutil
@@ -83,7 +84,7 @@ class Lines(list[str]):
 def test_parse_builder_forms_and_identities(tmp_path: Path) -> None:
     b = parse_builder("sql:db/schema/", root=tmp_path)
     assert isinstance(b, SqlBuilder) and b.kind == "sql" and b.identity == "sql:db/schema"
-    assert b.default_inputs() == ["db/schema/**/*.sql"]
+    assert b.default_inputs() == ["db/schema/**/*.sql", "db/schema/**/*.sql.j2"]
     assert parse_builder("sql:a", root=tmp_path).identity != parse_builder("sql:b", root=tmp_path).identity
     c = parse_builder("command: alembic upgrade head", root=tmp_path, fixtures=["seed.sql"])
     assert isinstance(c, CommandBuilder) and c.command == "alembic upgrade head"
@@ -397,3 +398,51 @@ def test_django_builder_migrates_and_names_failing_migration(tmp_path: Path, pg_
     msg = str(exc.value)
     assert f"while applying migration {app_label}.9999_broken" in msg
     assert "table_that_is_not_there" in msg
+
+
+# --- noorm-grade runner: skipped files, templates, the command builder as users run it -------------
+
+
+def test_failure_says_how_many_files_were_skipped(tmp_path: Path, db: ConnInfo) -> None:
+    write(tmp_path, "db/001_ok.sql", "create table ok(id int);")
+    write(tmp_path, "db/002_bad.sql", "select * from nowhere;")
+    write(tmp_path, "db/003_a.sql", "create table a(id int);")
+    write(tmp_path, "db/004_b.sql", "create table b(id int);")
+    with pytest.raises(SqlFileError) as exc:
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+    assert str(exc.value).endswith("skipped: 2 files after db/002_bad.sql")
+    assert tables(db) == {"ok"}
+    assert query(db, "select path from nocrud.sql_files") == [("001_ok.sql",)]
+
+
+def test_sql_j2_rendered_with_vars_and_environment(
+    tmp_path: Path, db: ConnInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOCRUD_TEST_SUFFIX", "from_env")
+    write(tmp_path, "db/001_t.sql.j2", "create table t_{{ NAME }}_{{ env.NOCRUD_TEST_SUFFIX }}(id int);\n")
+    SqlBuilder(tmp_path, "db", sql_vars={"NAME": "x"}).build(db, Lines())
+    assert tables(db) == {"t_x_from_env"}
+    ((path, sha),) = query(db, "select path, sha256 from nocrud.sql_files")
+    assert path == "001_t.sql.j2"
+    assert sha == hashlib.sha256(b"create table t_x_from_env(id int);\n").hexdigest(), "the rendered text"
+
+
+def test_sql_j2_undefined_name_and_missing_jinja_are_clear_errors(
+    tmp_path: Path, db: ConnInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "db/001_t.sql.j2", "create table {{ TYPO }}(id int);\n")
+    with pytest.raises(BuildError, match=r"001_t.sql.j2.*cannot render template: 'TYPO' is undefined"):
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if the extra were not installed
+    with pytest.raises(BuildError, match=r"pip install 'pytest-nocrud\[templates\]'"):
+        SqlBuilder(tmp_path, "db").build(db, Lines())
+
+
+def test_command_builder_fills_python_and_puts_the_interpreter_first_on_path(
+    tmp_path: Path, db: ConnInfo
+) -> None:
+    log = Lines()
+    cmd = "{python} -c 'import sys; print(\"EXE\", sys.executable)' && echo FIRST=${PATH%%:*}"
+    CommandBuilder(tmp_path, cmd).build(db, log)
+    assert f"  | EXE {sys.executable}" in log
+    assert f"  | FIRST={Path(sys.executable).parent}" in log

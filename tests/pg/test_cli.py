@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,3 +117,53 @@ def test_gc_removes_app_logs_and_registries_of_ended_runs(data_dir: Path) -> Non
     assert "removed 1 app log file(s) and registries of ended runs" in done.stdout, done.stdout
     assert sorted(logs.iterdir()) == [live_log]
     assert sorted(apps.iterdir()) == [live_registry]
+
+
+def nocrud_in(root: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``nocrud`` command, run in the project directory as a user would."""
+    command = [str(Path(sys.executable).parent / "nocrud"), "--data-dir", str(data_dir), *args]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+
+
+def test_preview_touches_nothing_and_build_builds_as_a_run_would(tmp_path: Path, data_dir: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "db").mkdir(parents=True)
+    (root / "pytest.ini").write_text(
+        "[pytest]\nnocrud_builder = sql:db\nnocrud_fixtures = seed.sql\nnocrud_sql_vars =\n    OWNER=alice\n"
+    )
+    (root / "db" / "001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    (root / "db" / "002_owner.sql.j2").write_text("CREATE TABLE owned_by_{{ OWNER }} (id int);\n")
+    (root / "seed.sql").write_text("INSERT INTO t VALUES (1);\n")
+
+    cold = nocrud_in(root, data_dir, "preview")
+    assert cold.returncode == 0, cold.stderr
+    assert "would be built\n" in cold.stdout
+    for header in ("-- File: db/001_t.sql", "-- File: db/002_owner.sql.j2", "-- File: seed.sql"):
+        assert header in cold.stdout
+    assert "CREATE TABLE owned_by_alice (id int);" in cold.stdout, "templates are shown rendered"
+    server = EmbeddedCluster(data_dir)
+    me = ProcessId.of(os.getpid())
+    with admin.connect(server.acquire(me).admin) as conn:
+        assert admin.names_like(conn, "nocrud_") == [], "preview must not create a database"
+    server.release(me)
+
+    built = nocrud_in(root, data_dir, "build")
+    assert built.returncode == 0, built.stderr
+    assert re.search(
+        r"template nocrud_tpl_\w+ built in [\d.]+s \(schema layer nocrud_sch_\w+ built in", built.stdout
+    ), built.stdout
+    assert "reused" in nocrud_in(root, data_dir, "build").stdout
+
+    warm = nocrud_in(root, data_dir, "preview")
+    assert "data layer nocrud_tpl_" in warm.stdout and ": reused" in warm.stdout
+    assert "-- nothing would run" in warm.stdout
+
+    (root / "db" / "003_u.sql").write_text("CREATE TABLE u (id int);\n")
+    appended = nocrud_in(root, data_dir, "preview")
+    assert re.search(r"would be built from nocrud_sch_\w+ \+ 1 new file", appended.stdout), appended.stdout
+    assert "-- File: db/003_u.sql" in appended.stdout and "-- File: db/001_t.sql" not in appended.stdout
+    after = nocrud_in(root, data_dir, "build")
+    assert re.search(r"schema layer nocrud_sch_\w+ built from nocrud_sch_\w+ \+ 1 new file", after.stdout), (
+        after.stdout
+    )
+    assert postgres_pids(data_dir) == []

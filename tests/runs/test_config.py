@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from _support import run_inner
 
 INNER = "def test_nothing():\n    pass\n"
 
@@ -93,3 +96,21 @@ def test_dsn_with_a_bad_port_is_a_usage_error_without_the_password(pytester: pyt
     err = _usage_error(pytester, "--nocrud-dsn=postgresql://app:hunter2@db:5432:99/app")
     assert "--nocrud-dsn: the DSN's port '5432:99' is not a number from 1 to 65535" in err, err
     assert "hunter2" not in err and "ValueError" not in err
+
+
+def test_bad_incremental_switch_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nnocrud_incremental_command = sometimes\n")
+    assert "ini option nocrud_incremental_command = 'sometimes'" in _usage_error(pytester)
+
+
+def test_command_builder_without_inputs_warns_that_it_never_rebuilds(
+    pytester: pytest.Pytester, data_dir: Path
+) -> None:
+    pytester.makeini("[pytest]\nnocrud_builder = command:psql -q -c 'create table t (id int)'\n")
+    pytester.makepyfile(test_inner="def test_db(nocrud_db):\n    pass\n")
+    result = run_inner(pytester, data_dir, "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    assert (
+        "the template will never rebuild when your schema changes"
+        in result.stdout.str() + result.stderr.str()
+    )

@@ -155,7 +155,7 @@ def test_parallel_tests_are_isolated_built_once_and_summarised(
         [
             "*- pytest-nocrud -*",
             "server: PostgreSQL 1* (embedded, started in * ms)",
-            "template: nocrud_tpl_* (key *) built in *s",
+            "template: nocrud_tpl_* (key *) built in *s (schema layer nocrud_sch_* built in *s)",
             "databases handed out: 20; handoff p50 * ms, p95 * ms, max * ms; * waited for a clone",
         ]
     )
@@ -347,4 +347,124 @@ def test_leftovers_of_dead_runs_are_collected_and_live_ones_untouched(
         admin.advisory_unlock(owner, live)
         for name in (live, f"{live}_c1"):
             admin.drop(owner, name)
+    assert postgres_pids(data_dir) == []
+
+
+# ---------------------------------------------------------------- kill -9 during a command: build
+
+STEP = """
+import os, pathlib, sys, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    if sys.argv[1] == "one":
+        conn.execute("CREATE TABLE item (id serial PRIMARY KEY, name text NOT NULL)")
+        marker = os.environ.get("NOCRUD_TEST_MARKER")
+        if marker:
+            pathlib.Path(marker).write_text(str(os.getppid()))  # the builder's shell
+    else:
+        conn.execute("INSERT INTO item (name) VALUES ('seed')")
+"""
+
+SEED_ONCE_TESTS = """
+def test_seed_once(nocrud_db):
+    with nocrud_db.connect() as conn:
+        assert conn.execute("SELECT name FROM item").fetchall() == [("seed",)]
+"""
+
+STEP_COMMAND = "{python} step.py one && sleep ${NOCRUD_TEST_SLEEP:-0} && {python} step.py two"
+
+
+def test_kill_9_during_command_build_never_poisons_the_next_run(
+    pytester: pytest.Pytester, data_dir: Path, tmp_path: Path
+) -> None:
+    (pytester.path / "pytest.ini").write_text(
+        f"[pytest]\nnocrud_builder = command:{STEP_COMMAND}\nnocrud_template_inputs = step.py\n"
+    )
+    (pytester.path / "step.py").write_text(STEP)
+    pytester.makepyfile(test_inner=SEED_ONCE_TESTS)
+    marker = tmp_path / "shell.pid"
+    killed = popen_inner(
+        pytester, data_dir, "-p", "no:xdist", NOCRUD_TEST_SLEEP="60", NOCRUD_TEST_MARKER=str(marker)
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert killed.poll() is None, killed.communicate()[0]
+        assert time.monotonic() < deadline, "the inner build never started"
+        threading.Event().wait(0.02)
+    shell = int(marker.read_text())
+    try:
+        os.kill(killed.pid, signal.SIGKILL)  # kill -9 of pytest (alone: its builder is orphaned)
+        killed.communicate(timeout=30)
+        assert ProcessId.of(shell).alive(), (
+            "the orphaned builder must outlive pytest for this test to mean it"
+        )
+
+        rerun = run_inner(pytester, data_dir, "-p", "no:xdist")
+
+        rerun.assert_outcomes(passed=1)
+        assert not ProcessId.of(shell).alive(), "the rerun must end the dead build's process group"
+        with live_server(data_dir) as server:
+            assert databases(server, "nocrud_bld_") == [], "the dead build's database must be dropped"
+    finally:
+        if ProcessId.of(shell).alive():
+            os.killpg(shell, signal.SIGKILL)
+    assert postgres_pids(data_dir) == []
+
+
+# ------------------------------------------------------ GC never drops a layer a live run uses
+
+BLOCKING_TESTS = """
+import os, pathlib, threading
+import pytest
+
+def test_0_waits(nocrud_db):
+    pathlib.Path(os.environ["NOCRUD_TEST_MARKER"]).write_text("running")
+    release = pathlib.Path(os.environ["NOCRUD_TEST_RELEASE"])
+    for _ in range(2400):  # at most 120 s: the outer test releases us long before
+        if release.exists():
+            break
+        threading.Event().wait(0.05)
+
+@pytest.mark.parametrize("i", range(8))
+def test_later_clones(nocrud_db, i):
+    with nocrud_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM item").fetchone() == (2,)
+"""
+
+
+def test_templates_built_meanwhile_never_drop_a_live_runs_layers(
+    pytester: pytest.Pytester, data_dir: Path, project: Path, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_inner=BLOCKING_TESTS)
+    marker, release = tmp_path / "running", tmp_path / "release"
+    schema = pytester.path / "schema" / "001_items.sql"
+    with live_server(data_dir) as server:
+        live = popen_inner(
+            pytester,
+            data_dir,
+            "-p",
+            "no:xdist",
+            NOCRUD_TEST_MARKER=str(marker),
+            NOCRUD_TEST_RELEASE=str(release),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not marker.exists():
+                assert live.poll() is None, live.communicate()[0]
+                assert time.monotonic() < deadline, "the live run never started its first test"
+                threading.Event().wait(0.02)
+            in_use = set(databases(server, "nocrud_tpl_")) | set(databases(server, "nocrud_sch_"))
+            assert in_use
+
+            pytester.makepyfile(test_inner=SMALL_TESTS)
+            for i in range(4):  # four other keys, each build followed by GC (keep 3 others)
+                schema.write_text(SCHEMA + f"CREATE TABLE other_{i} (id int);\n")
+                run_inner(pytester, data_dir, "-p", "no:xdist").assert_outcomes(passed=2)
+
+            left = set(databases(server, "nocrud_tpl_")) | set(databases(server, "nocrud_sch_"))
+            assert in_use <= left, "GC dropped a layer of the live run"
+            assert len(left) < len(in_use) + 4 * len(in_use), "GC must still evict what no run uses"
+        finally:
+            release.touch()
+            output = live.communicate(timeout=120)[0]
+        assert live.returncode == 0, output
     assert postgres_pids(data_dir) == []

@@ -131,9 +131,14 @@ def terminate(conn: Conn, name: str, *, wait_ms: int = 0) -> None:
         )
 
 
+def set_note(conn: Conn, name: str, note: dict[str, object]) -> None:
+    """Store a JSON note in the database's COMMENT (a shared catalog: no table of ours is written)."""
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(_ident(name), sql.Literal(json.dumps(note))))
+
+
 def finalize(conn: Conn, name: str, note: dict[str, object]) -> None:
     """Mark a finished build usable as a template; nobody may connect to it from now on."""
-    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(_ident(name), sql.Literal(json.dumps(note))))
+    set_note(conn, name, note)
     conn.execute(
         sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(_ident(name))
     )

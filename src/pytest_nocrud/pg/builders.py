@@ -8,6 +8,10 @@ the template layer's job -- so a builder can be run by hand (``nocrud build``) o
 Fixtures (``nocrud_fixtures``): for ``django`` they are ``loaddata`` arguments; for every other
 builder they are SQL files (relative to the root) run after the build, in the given order. Their
 order is part of the builder identity, their contents are key inputs.
+
+Templates come in two layers (see ``template``): ``build_schema`` makes the schema layer (migrations),
+``load_fixtures`` the data layer on a clone of it. ``appended`` says whether a schema layer built from
+an older set of inputs can be brought up to date by running only the new files.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import importlib
 import importlib.util
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +40,8 @@ import psycopg
 
 from ..errors import BuildError
 from .conninfo import ConnInfo
-from .sqlrunner import SqlFileError, display_path, run_sql_files, sql_files_in
+from .procs import interpreter_path
+from .sqlrunner import SqlFileError, display_path, is_sql_file, read_sql, run_sql_files, sql_files_in
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -66,26 +73,71 @@ TAIL_LINES = 30
 
 
 class Builder(abc.ABC):
-    """Builds the schema into an empty database. ``identity`` feeds the template key: it names the
+    """Builds the schema into an empty database, then loads the fixtures. ``schema_identity`` feeds
+    the schema layer's key, ``identity`` (schema + fixture list) the data layer's: they name the
     builder kind and its argument (never an absolute path)."""
 
     kind: str
-    identity: str
+    schema_identity: str
+    fixtures: list[str]
 
-    @abc.abstractmethod
+    @property
+    def identity(self) -> str:
+        return _identity(self.schema_identity, self.fixtures)
+
     def default_inputs(self) -> list[str]:
-        """Glob lines (relative to the root) whose files shape the schema, used when the user did not
-        configure ``nocrud_template_inputs``."""
+        """Glob lines (relative to the root) whose files shape the template, used when the user did
+        not configure ``nocrud_template_inputs``."""
+        return [*self.schema_inputs(), *self.fixture_inputs()]
 
     @abc.abstractmethod
+    def schema_inputs(self) -> list[str]:
+        """Default glob lines of the files that shape the schema layer (migrations)."""
+
+    @abc.abstractmethod
+    def fixture_inputs(self) -> list[str]:
+        """Glob lines of the fixture files (the data layer's own inputs)."""
+
+    @abc.abstractmethod
+    def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
+        """Migrate ``target``: an empty database, or (``new_files`` given: root-relative inputs that
+        ``appended`` accepted) a clone of an older schema layer that needs only those."""
+
+    @abc.abstractmethod
+    def load_fixtures(self, target: ConnInfo, log: Log) -> None:
+        """Load the fixtures into ``target`` (a clone of the schema layer)."""
+
+    def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
+        """The files to run on a clone of a schema layer built from ``old`` inputs (``{path: sha256}``)
+        to reach ``new``, or None when only a full build is right. Default: never incremental."""
+        return None
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        """``(relative path, SQL)`` of what ``build_schema`` would run, touching no database; a builder
+        that cannot know its SQL says what it would run instead."""
+        return [("(builder)", f"-- {self.schema_identity} runs here; its SQL cannot be shown in advance")]
+
+    def preview_fixtures(self) -> list[tuple[str, str]]:
+        """``(relative path, SQL)`` of what ``load_fixtures`` would run."""
+        return [(f, f"-- loaded by {self.kind} (not SQL)") for f in self.fixtures]
+
     def build(self, target: ConnInfo, log: Log) -> None:
-        """Build into ``target`` (exists, empty). Raises ``BuildError`` with a readable message."""
+        """Schema and fixtures in one go (``nocrud build`` of a single database, tests)."""
+        self.build_schema(target, log)
+        self.load_fixtures(target, log)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.identity}>"
 
 
-def parse_builder(spec: str, *, root: Path, fixtures: Sequence[str] = ()) -> Builder:
+def parse_builder(
+    spec: str,
+    *,
+    root: Path,
+    fixtures: Sequence[str] = (),
+    sql_vars: Mapping[str, str] | None = None,
+    incremental_command: bool = False,
+) -> Builder:
     """The builder for an ``nocrud_builder`` value. ``ValueError`` (listing the accepted forms) for a
     spec that cannot work; problems only a build can reveal are ``BuildError`` s later."""
     root = Path(root)
@@ -96,21 +148,34 @@ def parse_builder(spec: str, *, root: Path, fixtures: Sequence[str] = ()) -> Bui
     if kind == "django":
         return DjangoBuilder(root, manage_py=arg or None, fixtures=fixtures)
     if kind == "sql" and arg:
-        return SqlBuilder(root, arg, fixtures=fixtures)
+        return SqlBuilder(root, arg, fixtures=fixtures, sql_vars=sql_vars)
     if kind == "command" and arg:
-        return CommandBuilder(root, arg, fixtures=fixtures)
+        return CommandBuilder(
+            root, arg, fixtures=fixtures, incremental=incremental_command, sql_vars=sql_vars
+        )
     if kind == "python" and arg:
         module, _, function = arg.rpartition(":")
         if module.strip() and function.strip().isidentifier():
-            return PythonBuilder(root, module.strip(), function.strip(), fixtures=fixtures)
+            return PythonBuilder(root, module.strip(), function.strip(), fixtures=fixtures, sql_vars=sql_vars)
     raise ValueError(
         f"invalid nocrud_builder {spec!r}; accepted forms:\n" + "\n".join("  " + f for f in ACCEPTED_FORMS)
     )
 
 
-def _identity(kind: str, arg: str, fixtures: Sequence[str]) -> str:
-    ident = f"{kind}:{arg}" if arg else kind
-    return ident + (" fixtures=" + ",".join(fixtures) if fixtures else "")
+def _identity(schema_identity: str, fixtures: Sequence[str]) -> str:
+    return schema_identity + (" fixtures=" + ",".join(fixtures) if fixtures else "")
+
+
+def _schema_identity(kind: str, arg: str) -> str:
+    return f"{kind}:{arg}" if arg else kind
+
+
+def _only_additions(old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
+    """The paths ``new`` adds to ``old`` when every old file is still there, byte for byte; else None."""
+    if any(new.get(path) != digest for path, digest in old.items()):
+        return None
+    added = sorted(set(new) - set(old))
+    return added or None
 
 
 def _rel_glob(path: str, root: Path) -> str:
@@ -123,52 +188,102 @@ def _rel_glob(path: str, root: Path) -> str:
 class _SqlFixturesMixin:
     root: Path
     fixtures: list[str]
+    sql_vars: dict[str, str]
 
-    def _fixture_inputs(self) -> list[str]:
+    def fixture_inputs(self) -> list[str]:
         return [_rel_glob(f, self.root) for f in self.fixtures]
 
-    def _load_sql_fixtures(self, target: ConnInfo, log: Log) -> None:
+    def preview_fixtures(self) -> list[tuple[str, str]]:
+        return [(f, read_sql(self.root / f, self.sql_vars)) for f in self.fixtures]
+
+    def load_fixtures(self, target: ConnInfo, log: Log) -> None:
         if not self.fixtures:
             return
         paths = [self.root / f for f in self.fixtures]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise BuildError("fixture file(s) not found: " + ", ".join(missing))
-        _run_sql(target, paths, self.root, log)
+        _run_sql(target, paths, self.root, log, layer="data", base=self.root, sql_vars=self.sql_vars)
 
 
-def _run_sql(target: ConnInfo, paths: Sequence[Path], root: Path, log: Log) -> None:
+def _run_sql(
+    target: ConnInfo,
+    paths: Sequence[Path],
+    root: Path,
+    log: Log,
+    *,
+    layer: str,
+    base: Path,
+    sql_vars: Mapping[str, str],
+) -> None:
     try:
         with psycopg.connect(target.dsn, autocommit=True) as conn:
-            run_sql_files(conn, paths, root, log=log)
+            run_sql_files(conn, paths, root, log=log, layer=layer, base=base, sql_vars=sql_vars)
     except psycopg.OperationalError as e:
         raise BuildError(f"cannot connect to {target.masked()}: {target.redact(str(e))}") from e
 
 
 class SqlBuilder(_SqlFixturesMixin, Builder):
-    """``sql:<dir>``: every ``*.sql`` under ``<dir>`` (sorted by relative path), each file atomic."""
+    """``sql:<dir>``: every ``*.sql`` / ``*.sql.j2`` under ``<dir>`` (sorted by relative path), each
+    file atomic, each recorded in ``nocrud.sql_files``."""
 
     kind = "sql"
 
-    def __init__(self, root: Path, directory: str, *, fixtures: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        directory: str,
+        *,
+        fixtures: Sequence[str] = (),
+        sql_vars: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.directory = Path(directory).as_posix().rstrip("/") or "."
         self.fixtures = list(fixtures)
-        self.identity = _identity(self.kind, self.directory, self.fixtures)
+        self.sql_vars = dict(sql_vars or {})
+        var_part = ";".join(f"{k}={v}" for k, v in sorted(self.sql_vars.items()))
+        self.schema_identity = _schema_identity(self.kind, self.directory) + (
+            f" vars={var_part}" if var_part else ""
+        )
 
-    def default_inputs(self) -> list[str]:
-        return [f"{globmod.escape(self.directory)}/**/*.sql", *self._fixture_inputs()]
+    @property
+    def schema_dir(self) -> Path:
+        return (self.root / self.directory).absolute()
 
-    def build(self, target: ConnInfo, log: Log) -> None:
-        directory = (self.root / self.directory).absolute()
+    def schema_inputs(self) -> list[str]:
+        escaped = globmod.escape(self.directory)
+        return [f"{escaped}/**/*.sql", f"{escaped}/**/*.sql.j2"]
+
+    def schema_files(self) -> list[Path]:
+        directory = self.schema_dir
         if not directory.is_dir():
             raise BuildError(f"sql builder: schema directory {directory} does not exist")
         files = sql_files_in(directory)
         if not files:
             raise BuildError(f"sql builder: no *.sql files under {directory}")
+        return files
+
+    def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
+        files = self.schema_files() if new_files is None else [self.root / f for f in new_files]
         log(f"sql: running {len(files)} file(s) from {self.directory}")
-        _run_sql(target, files, self.root, log)
-        self._load_sql_fixtures(target, log)
+        _run_sql(target, files, self.root, log, layer="schema", base=self.schema_dir, sql_vars=self.sql_vars)
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        files = self.schema_files() if new_files is None else [self.root / f for f in new_files]
+        return [(display_path(p, self.root), read_sql(p, self.sql_vars)) for p in files]
+
+    def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
+        """New files only, all of them SQL files of the schema directory sorting after every old one
+        (the order a full build would run them in)."""
+        added = _only_additions(old, new)
+        prefix = "" if self.directory == "." else self.directory + "/"
+        if not added or not all(p.startswith(prefix) and is_sql_file(p) for p in added):
+            return None
+        old_sql = [p[len(prefix) :] for p in old if p.startswith(prefix) and is_sql_file(p)]
+        new_sql = sorted(p[len(prefix) :] for p in added)
+        if old_sql and new_sql[0] <= max(old_sql):
+            return None
+        return [prefix + p for p in new_sql]
 
 
 class CommandBuilder(_SqlFixturesMixin, Builder):
@@ -177,25 +292,50 @@ class CommandBuilder(_SqlFixturesMixin, Builder):
 
     kind = "command"
 
-    def __init__(self, root: Path, command: str, *, fixtures: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        command: str,
+        *,
+        fixtures: Sequence[str] = (),
+        incremental: bool = False,
+        sql_vars: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.command = command
         self.fixtures = list(fixtures)
-        self.identity = _identity(self.kind, command, self.fixtures)
+        self.incremental = incremental
+        self.sql_vars = dict(sql_vars or {})
+        self.schema_identity = _schema_identity(self.kind, command)
 
-    def default_inputs(self) -> list[str]:
+    def schema_inputs(self) -> list[str]:
         # We cannot know what a command reads: the user lists it in nocrud_template_inputs.
-        return self._fixture_inputs()
+        return []
 
-    def build(self, target: ConnInfo, log: Log) -> None:
-        log(f"command: {self.command}")
-        code, tail, _ = _run_tool(self.command, shell=True, cwd=self.root, target=target, log=log)
+    def rendered_command(self) -> str:
+        """The command with ``{python}`` (this interpreter, shell-quoted) filled in. Only that one
+        placeholder is replaced, so shell syntax such as ``${VAR:-0}`` passes through untouched."""
+        return self.command.replace("{python}", shlex.quote(sys.executable))
+
+    def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
+        command = self.rendered_command()
+        log(
+            f"command: {command}"
+            + (f" (on a clone; {len(new_files)} new input file(s))" if new_files else "")
+        )
+        code, tail, _ = _run_tool(command, shell=True, cwd=self.root, target=target, log=log)
         if code != 0:
             raise BuildError(
-                f"builder command failed with exit code {code}: {self.command}\n"
+                f"builder command failed with exit code {code}: {command}\n"
                 f"(cwd {self.root}, database {target.masked()})\n" + _format_tail(tail)
             )
-        self._load_sql_fixtures(target, log)
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        return [("(command)", f"-- runs in {self.root}: {self.rendered_command()}")]
+
+    def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
+        """Only with ``nocrud_incremental_command``: the tool (Alembic, ...) knows what it applied."""
+        return _only_additions(old, new) if self.incremental else None
 
 
 class PythonBuilder(_SqlFixturesMixin, Builder):
@@ -205,18 +345,27 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
 
     kind = "python"
 
-    def __init__(self, root: Path, module: str, function: str, *, fixtures: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        module: str,
+        function: str,
+        *,
+        fixtures: Sequence[str] = (),
+        sql_vars: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.module = module
         self.function = function
         self.fixtures = list(fixtures)
-        self.identity = _identity(self.kind, f"{module}:{function}", self.fixtures)
+        self.sql_vars = dict(sql_vars or {})
+        self.schema_identity = _schema_identity(self.kind, f"{module}:{function}")
 
     def _is_path(self) -> bool:
         return self.module.endswith(".py") or "/" in self.module
 
-    def default_inputs(self) -> list[str]:
-        inputs = self._fixture_inputs()
+    def schema_inputs(self) -> list[str]:
+        inputs: list[str] = []
         source: Path | None = None
         if self._is_path():
             source = self.root / self.module
@@ -270,7 +419,7 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
         shown = display_path(path, self.root.absolute()) if path.is_absolute() else frame.filename
         return f"  at {shown}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
 
-    def build(self, target: ConnInfo, log: Log) -> None:
+    def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
         fn = self._load()
         log(f"python: {self.module}:{self.function}(conn)")
         try:
@@ -288,7 +437,6 @@ class PythonBuilder(_SqlFixturesMixin, Builder):
                     f"python builder {self.module}:{self.function} raised {type(e).__name__}: {e}\n"
                     + self._where(e)
                 ) from e
-        self._load_sql_fixtures(target, log)
 
 
 class DjangoBuilder(Builder):
@@ -318,12 +466,51 @@ class DjangoBuilder(Builder):
         self.manage_py = path.absolute()
         self.project_dir = self.manage_py.parent
         rel = display_path(self.manage_py, self.root.absolute())
-        self.identity = _identity(self.kind, "" if rel == "manage.py" else rel, self.fixtures)
+        self.schema_identity = _schema_identity(self.kind, "" if rel == "manage.py" else rel)
 
-    def default_inputs(self) -> list[str]:
+    def _prefix(self) -> str:
         rel_dir = display_path(self.project_dir, self.root.absolute())
-        prefix = "" if rel_dir == "." else globmod.escape(rel_dir) + "/"
-        inputs = [prefix + "**/migrations/*.py"]
+        return "" if rel_dir == "." else globmod.escape(rel_dir) + "/"
+
+    def schema_inputs(self) -> list[str]:
+        return [self._prefix() + "**/migrations/*.py"]
+
+    def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
+        """``migrate`` applies only unapplied migrations: any purely added input files will do."""
+        return _only_additions(old, new)
+
+    def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
+        """``sqlmigrate`` of each migration that would run, in plan order. Django reads (never writes)
+        the maintenance database to load the migration graph."""
+        plan = self._manage(server, "showmigrations", "--plan")
+        names = re.findall(r"^\[[ X]\]\s+(\S+)\.(\S+)$", plan, re.MULTILINE)
+        files = {
+            (p.parent.parent.name, p.stem): p
+            for p in self.project_dir.glob("**/migrations/*.py")
+            if not _NOT_PROJECT_DIRS.intersection(p.parts)
+        }
+        if new_files is not None:
+            wanted = {(Path(f).parent.parent.name, Path(f).stem) for f in new_files}
+            names = [(app, name) for app, name in names if (app, name) in wanted]
+        out = []
+        for app, name in names:
+            source = files.get((app, name))  # a project migration; else an installed app's
+            shown = display_path(source, self.root.absolute()) if source else f"{app}.{name}"
+            out.append((shown, self._manage(server, "sqlmigrate", app, name)))
+        return out
+
+    def _manage(self, server: ConnInfo, *args: str) -> str:
+        cmd = [sys.executable, str(self.manage_py), *args]
+        code, tail, output = _run_tool(
+            cmd, shell=False, cwd=self.project_dir, target=server, log=lambda _: None
+        )
+        if code != 0:
+            raise BuildError(f"django {' '.join(args)} failed (exit code {code}):\n" + _format_tail(tail))
+        return output
+
+    def fixture_inputs(self) -> list[str]:
+        prefix = self._prefix()
+        inputs: list[str] = []
         for fixture in self.fixtures:
             direct = self.project_dir / fixture
             if direct.is_file():
@@ -332,9 +519,9 @@ class DjangoBuilder(Builder):
                 inputs.append(prefix + "**/fixtures/" + globmod.escape(fixture) + "*")
         return inputs
 
-    def build(self, target: ConnInfo, log: Log) -> None:
+    def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
         migrate = [sys.executable, str(self.manage_py), "migrate", "--noinput"]
-        log("django: manage.py migrate --noinput")
+        log("django: manage.py migrate --noinput" + (" (unapplied migrations only)" if new_files else ""))
         code, tail, output = _run_tool(migrate, shell=False, cwd=self.project_dir, target=target, log=log)
         if code != 0:
             applied = re.findall(r"Applying (\S+?)\.\.\.( OK)?", output)
@@ -344,6 +531,8 @@ class DjangoBuilder(Builder):
                 f"django migrate failed{where} (exit code {code}): {_last_error_line(tail)}\n"
                 f"(cwd {self.project_dir}, database {target.masked()})\n" + _format_tail(tail)
             )
+
+    def load_fixtures(self, target: ConnInfo, log: Log) -> None:
         if self.fixtures:
             loaddata = [sys.executable, str(self.manage_py), "loaddata", *self.fixtures]
             log("django: manage.py loaddata " + " ".join(self.fixtures))
@@ -378,6 +567,28 @@ def _manage_py_candidates(root: Path) -> list[Path]:
 
 # --- subprocess plumbing --------------------------------------------------------------------------
 
+#: Called with the process group id of every build tool started in this process (the template layer
+#: records it on the build database, so a later run can end the group of a builder that was killed).
+_spawn_listeners: list[Callable[[int], None]] = []
+
+
+@contextmanager
+def watching_spawns(listener: Callable[[int], None]) -> Iterator[None]:
+    """Tell ``listener`` the process group of each build tool started inside the block."""
+    _spawn_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _spawn_listeners.remove(listener)
+
+
+def end_group(pgid: int) -> None:
+    """SIGKILL a build tool's whole process group (a shell's children included), if still there."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
 
 def _run_tool(
     cmd: str | list[str], *, shell: bool, cwd: Path, target: ConnInfo, log: Log
@@ -385,6 +596,7 @@ def _run_tool(
     """Run a build tool with the target's env; stream its merged output to ``log``.
     Returns ``(exit code, last TAIL_LINES lines, whole output)``, the password masked everywhere."""
     env = {**os.environ, **target.env(), "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = interpreter_path(env)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     chunks: list[str] = []
     started = time.perf_counter()
@@ -399,16 +611,25 @@ def _run_tool(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            start_new_session=True,  # its own process group: ended as a whole if the build is abandoned
         )
     except OSError as e:
         raise BuildError(f"cannot run {cmd if shell else ' '.join(cmd)}: {e}") from e
     assert proc.stdout is not None
     with proc:
-        for raw in proc.stdout:
-            line = target.redact(raw.rstrip("\n"))
-            chunks.append(line)
-            tail.append(line)
-            log("  | " + line)
+        try:
+            for listener in list(_spawn_listeners):
+                listener(proc.pid)
+            for raw in proc.stdout:
+                line = target.redact(raw.rstrip("\n"))
+                chunks.append(line)
+                tail.append(line)
+                log("  | " + line)
+        except BaseException:  # Ctrl-C, SIGTERM, a failing listener: no tool may outlive its build
+            end_group(proc.pid)
+            raise
+        proc.wait()
+        end_group(proc.pid)  # a background child the tool left behind must not write on later
     log(f"  exit code {proc.returncode} after {time.perf_counter() - started:.1f} s")
     return proc.returncode, list(tail), "\n".join(chunks)
 

@@ -22,13 +22,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["TEMPLATE_FORMAT_VERSION", "TemplateKey", "compute_key", "template_name", "match_inputs"]
+__all__ = [
+    "BUILD_PREFIX",
+    "SCHEMA_PREFIX",
+    "TEMPLATE_FORMAT_VERSION",
+    "TEMPLATE_PREFIX",
+    "TemplateKey",
+    "compute_key",
+    "match_inputs",
+    "schema_name",
+    "template_name",
+]
 
 #: Bump whenever what a template database contains or how it is finalized changes, so that templates
 #: built by an older plugin are never reused.
-TEMPLATE_FORMAT_VERSION = 1
+TEMPLATE_FORMAT_VERSION = 2  # 2: two layers (schema, data) and the nocrud.sql_files tracking table
 
-TEMPLATE_PREFIX = "nocrud_tpl_"
+TEMPLATE_PREFIX = "nocrud_tpl_"  # data layers: what tests clone
+SCHEMA_PREFIX = "nocrud_sch_"  # schema layers: migrations only
+BUILD_PREFIX = "nocrud_bld_"  # a layer being built (renamed to its final name when finalized)
 
 SKIPPED_DIRS = frozenset(
     {
@@ -60,6 +72,12 @@ class TemplateKey:
     files: tuple[str, ...]  # matched inputs, relative posix paths, sorted
     unmatched_globs: tuple[str, ...] = ()  # include lines that matched no file: worth a warning
     root: Path = field(default=Path("."), compare=False)
+    digests: tuple[str, ...] = field(default=(), compare=False)  # sha256 hex of each of ``files``
+
+    @property
+    def manifest(self) -> dict[str, str]:
+        """``{relative path: sha256 hex}``: what an appended-migration build compares."""
+        return dict(zip(self.files, self.digests, strict=True))
 
     @property
     def name(self) -> str:
@@ -74,6 +92,11 @@ def template_name(key: str) -> str:
     """Database name of the template for ``key`` (64 bits of the hash: collisions are not a concern,
     and the name stays far below PostgreSQL's 63-byte identifier limit)."""
     return TEMPLATE_PREFIX + key[:16]
+
+
+def schema_name(key: str) -> str:
+    """Database name of the schema layer for a schema key."""
+    return SCHEMA_PREFIX + key[:16]
 
 
 def compute_key(
@@ -96,10 +119,19 @@ def compute_key(
     frame(b"builder", builder_identity.encode())
     frame(b"server-major", str(int(server_major)).encode())
     frame(b"file-count", str(len(files)).encode())
+    digests = []
     for rel in files:
+        digest = _file_digest(root / rel)
+        digests.append(digest.hex())
         frame(b"path", rel.encode())
-        frame(b"sha256", _file_digest(root / rel))
-    return TemplateKey(key=h.hexdigest(), files=tuple(files), unmatched_globs=tuple(unmatched), root=root)
+        frame(b"sha256", digest)
+    return TemplateKey(
+        key=h.hexdigest(),
+        files=tuple(files),
+        unmatched_globs=tuple(unmatched),
+        root=root,
+        digests=tuple(digests),
+    )
 
 
 def match_inputs(root: Path, input_globs: Sequence[str]) -> tuple[list[str], list[str]]:

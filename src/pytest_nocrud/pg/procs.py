@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -169,3 +170,11 @@ def listening_ports(pids: list[int]) -> set[int]:
             if listening and fields[9] in inodes:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def interpreter_path(environ: Mapping[str, str]) -> str:
+    """``PATH`` with the running interpreter's directory first: ``.venv/bin/pytest`` started from an
+    IDE, without an activated venv, still finds the venv's ``alembic``/``django-admin``."""
+    here = str(Path(sys.executable).parent)
+    rest = [p for p in environ.get("PATH", os.defpath).split(os.pathsep) if p and p != here]
+    return os.pathsep.join([here, *rest])

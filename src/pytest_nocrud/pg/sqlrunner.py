@@ -15,14 +15,20 @@ Decisions (verified against psycopg 3.3 / PostgreSQL 15):
   a transaction that is rolled back, to find the failing statement's line. That replay is a best
   effort on the failure path only: it is skipped for files with their own transaction control, and
   trusted only if it reproduces the same SQLSTATE.
+* Every applied file is recorded in ``nocrud.sql_files(path, sha256, layer, applied_at, duration_ms)``
+  inside the database right after it ran (path relative to the builder's directory; sha256 of the text
+  that ran; ``layer`` says schema or data).
+* Files ending ``.sql.j2`` are rendered with Jinja2 (extra ``pytest-nocrud[templates]``) with the
+  ``nocrud_sql_vars`` and the environment (``env``); the rendered text is what is checksummed and run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,26 @@ import psycopg
 
 from ..errors import BuildError
 
-__all__ = ["BuildError", "SqlFileError", "run_sql_files", "sql_files_in", "split_statements"]
+__all__ = [
+    "TRACKING_TABLE",
+    "BuildError",
+    "SqlFileError",
+    "is_sql_file",
+    "read_sql",
+    "run_sql_files",
+    "sql_files_in",
+    "split_statements",
+]
+
+TEMPLATE_SUFFIX = ".sql.j2"
+TRACKING_TABLE = "nocrud.sql_files"
+_TRACKING_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS nocrud; "
+    "CREATE TABLE IF NOT EXISTS nocrud.sql_files ("
+    " path text NOT NULL, sha256 text NOT NULL, layer text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT clock_timestamp(), duration_ms double precision NOT NULL,"
+    " PRIMARY KEY (layer, path))"
+)
 
 
 class SqlFileError(BuildError):
@@ -53,17 +78,46 @@ class SqlFileError(BuildError):
         self.server_message = server_message
 
 
+def is_sql_file(name: str) -> bool:
+    """A plain ``.sql`` file or a Jinja2 ``.sql.j2`` template."""
+    return name.endswith((".sql", TEMPLATE_SUFFIX))
+
+
 def sql_files_in(directory: Path) -> list[Path]:
-    """Every ``*.sql`` file under ``directory`` (recursively), in the order they must run: sorted by
-    path relative to ``directory`` as a posix string, so ``001_``/``002_`` prefixes order them and
-    the order never depends on the filesystem's listing order."""
-    found = [p for p in directory.rglob("*.sql") if p.is_file()]
+    """Every ``*.sql`` / ``*.sql.j2`` file under ``directory`` (recursively), in the order they must run:
+    sorted by path relative to ``directory`` as a posix string, so ``001_``/``002_`` prefixes order
+    them and the order never depends on the filesystem's listing order."""
+    found = [p for p in directory.rglob("*") if is_sql_file(p.name) and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
 
-def read_sql(path: Path) -> str:
-    """File text as the server will see it (UTF-8; a leading BOM, which PostgreSQL rejects, dropped)."""
-    return path.read_text(encoding="utf-8-sig")
+def read_sql(path: Path, sql_vars: Mapping[str, str] | None = None) -> str:
+    """File text as the server will see it (UTF-8; a leading BOM, which PostgreSQL rejects, dropped;
+    a ``.sql.j2`` template rendered)."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.name.endswith(TEMPLATE_SUFFIX):
+        return render_template(path, text, sql_vars or {})
+    return text
+
+
+def render_template(path: Path, text: str, sql_vars: Mapping[str, str]) -> str:
+    """Render a ``.sql.j2`` file: ``nocrud_sql_vars`` as names, the environment as ``env``; an undefined
+    name is an error (a typo must not render as empty SQL)."""
+    try:
+        import jinja2
+    except ImportError:
+        raise BuildError(
+            f"{path.name} is a Jinja2 template (.sql.j2) but Jinja2 is not installed: "
+            "pip install 'pytest-nocrud[templates]'"
+        ) from None
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        rendered: str = env.from_string(text).render({**sql_vars, "env": dict(os.environ)})
+        return rendered
+    except jinja2.TemplateError as e:
+        line = getattr(e, "lineno", None)
+        where = f", line {line}" if line else ""
+        raise BuildError(f"{path.name}{where}: cannot render template: {e}") from e
 
 
 def run_sql_files(
@@ -72,31 +126,64 @@ def run_sql_files(
     root: Path,
     *,
     log: Callable[[str], None] | None = None,
+    layer: str | None = None,
+    base: Path | None = None,
+    sql_vars: Mapping[str, str] | None = None,
 ) -> None:
     """Execute ``files`` in the given order, each whole and atomically (see module doc).
 
-    ``root`` only shapes messages (paths are shown relative to it). Raises ``SqlFileError`` for the
-    first failing file, ``BuildError`` for an unreadable one; later files are not run.
+    ``root`` shapes messages (paths are shown relative to it). With ``layer``, each applied file is
+    recorded in ``nocrud.sql_files`` (path relative to ``base``, default ``root``). Raises
+    ``SqlFileError`` for the first failing file, ``BuildError`` for an unreadable one; later files are
+    not run, and the message says how many were skipped.
     """
     if not conn.autocommit:
         raise ValueError(
             "run_sql_files needs an autocommit connection: each file runs as its own implicit transaction"
         )
-    for path in files:
+    if layer is not None:
+        conn.execute(_TRACKING_DDL.encode())
+    for index, path in enumerate(files):
         shown = display_path(path, root)
         try:
-            text = read_sql(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise BuildError(f"{shown}: cannot read SQL file: {e}") from e
-        if not text.strip():
-            continue
-        started = time.perf_counter()
+            _run_one(conn, path, shown, log, layer, display_path(path, base or root), sql_vars)
+        except BuildError as e:
+            rest = len(files) - index - 1
+            if rest:
+                files_word = "file" if rest == 1 else "files"
+                e.args = (f"{e.args[0]}\nskipped: {rest} {files_word} after {shown}", *e.args[1:])
+            raise
+
+
+def _run_one(
+    conn: psycopg.Connection[Any],
+    path: Path,
+    shown: str,
+    log: Callable[[str], None] | None,
+    layer: str | None,
+    tracked: str,
+    sql_vars: Mapping[str, str] | None,
+) -> None:
+    try:
+        text = read_sql(path, sql_vars)
+    except (OSError, UnicodeDecodeError) as e:
+        raise BuildError(f"{shown}: cannot read SQL file: {e}") from e
+    started = time.perf_counter()
+    if text.strip():
         try:
             conn.execute(text.encode())  # bytes: no client-side placeholder parsing of '%'
         except psycopg.Error as e:
             raise _file_error(conn, shown, text, e) from e
-        if log is not None:
-            log(f"{shown} ({(time.perf_counter() - started) * 1000:.0f} ms)")
+    ms = (time.perf_counter() - started) * 1000
+    if layer is not None:
+        conn.execute(
+            "INSERT INTO nocrud.sql_files (path, sha256, layer, duration_ms) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (layer, path) DO UPDATE SET sha256 = EXCLUDED.sha256, "
+            "applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms",
+            [tracked, hashlib.sha256(text.encode()).hexdigest(), layer, ms],
+        )
+    if log is not None:
+        log(f"{shown} ({ms:.0f} ms)")
 
 
 def display_path(path: Path, root: Path) -> str:

@@ -1,135 +1,498 @@
-"""Build-once protocol for template databases (the pgtestdb / IntegreSQL idea).
+"""Build-once protocol for template databases, in two layers (the pgtestdb / IntegreSQL idea, made
+incremental).
 
-Fast path: a *finalized* template for the key exists -> use it; no lock is taken. Slow path: take a
-file lock (processes on this machine) and a PostgreSQL advisory lock (machines sharing the server), look
-again, drop an unfinalized leftover of a build that died, create, build, finalize. Finalizing is the last
-step, so a build killed at any point leaves nothing that looks usable.
+* **Schema layer** (``nocrud_sch_<key>``): the migrations, keyed by the migration inputs. When the
+  inputs only ADD files to those of an existing schema layer (every old file unchanged, and what the
+  builder accepts, see ``Builder.appended``), the new layer is a clone of that one plus the new files.
+* **Data layer** (``nocrud_tpl_<key>``): a clone of the schema layer + fixtures + an optional
+  caller-supplied ``after_build`` step, keyed by the schema key + the fixture inputs. Tests clone it.
+  A seed-only change therefore clones the schema layer and runs no migration.
+
+Every layer is built the same way. Fast path: a *finalized* layer exists -> use it, no lock taken.
+Slow path: a file lock (processes on this machine) and a PostgreSQL advisory lock (machines sharing the
+server), look again, then build under a UNIQUE build name (``nocrud_bld_...``), finalize it and only
+then rename it to the layer's name. A builder killed at any point therefore leaves only a build
+database nobody uses; its tool's process group is recorded on it, so the next build of that layer (or
+the GC of any run) ends the group and drops it -- an orphaned tool can never write into a live layer.
+
+Every process that uses a layer holds a shared advisory lock on it for its lifetime (``LayerUse``) and
+stamps the layer's last use in its COMMENT note; GC takes the exclusive lock with a try-lock and skips
+what it cannot take, and keeps the most recently USED layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import secrets
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import filelock
 import psycopg
 
 from ..errors import BuildError
 from . import admin
-from .builders import Builder
+from .builders import Builder, end_group, watching_spawns
 from .conninfo import ConnInfo
-from .key import TEMPLATE_PREFIX, TemplateKey
+from .key import (
+    BUILD_PREFIX,
+    SCHEMA_PREFIX,
+    TEMPLATE_FORMAT_VERSION,
+    TEMPLATE_PREFIX,
+    TemplateKey,
+    compute_key,
+    schema_name,
+)
+from .pool import choose_strategy
+from .procs import ProcessId, group_members
 
-KEEP_TEMPLATES = 3  # newest templates of other keys kept (branch switching stays warm)
+KEEP_TEMPLATES = 3  # most recently used layers of other keys kept, per kind (branch switching stays warm)
 Progress = Callable[[str], None]
+AfterBuild = Callable[[ConnInfo], None]
+Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class Template:
-    """What the ``nocrud_template`` fixture returns."""
+    """What the ``nocrud_template`` fixture returns: the data layer, and how its schema layer came to be."""
 
     name: str
     key: str
     reused: bool
     build_seconds: float
+    schema: str = ""  # the schema layer's name
+    schema_how: str = "reused"  # "reused" | "built in 6.10s" | "built from <layer> + 1 new file in 0.20s"
+
+    @property
+    def how(self) -> str:
+        """One line for the progress output and the summary."""
+        if self.reused:
+            return "reused"
+        return f"built in {self.build_seconds:.2f}s (schema layer {self.schema} {self.schema_how})"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerKeys:
+    """The two keys of one template; ``lineage`` names what schema layers may be appended to."""
+
+    schema: TemplateKey
+    data: TemplateKey
+    lineage: str
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    @property
+    def schema_name(self) -> str:
+        return schema_name(self.schema.key)
+
+    @property
+    def unmatched_globs(self) -> tuple[str, ...]:
+        return self.schema.unmatched_globs + self.data.unmatched_globs
+
+
+def layer_keys(
+    root: Path,
+    schema_globs: Sequence[str],
+    builder: Builder,
+    server_major: int,
+    *,
+    extra_inputs: Sequence[str] = (),
+) -> LayerKeys:
+    """Keys of both layers. Fixture files are never schema inputs (a seed change must not re-migrate),
+    even when the configured globs match them; ``extra_inputs`` (e.g. the sources of setup code run by
+    ``after_build``) feed the data layer only."""
+    fixture_globs = builder.fixture_inputs()
+    excluded = ["!" + glob for glob in fixture_globs]
+    schema = compute_key(root, [*schema_globs, *excluded], "schema:" + builder.schema_identity, server_major)
+    data = compute_key(
+        root, [*fixture_globs, *extra_inputs], f"data:{schema.key}:{builder.identity}", server_major
+    )
+    lineage = hashlib.sha256(
+        f"{TEMPLATE_FORMAT_VERSION}\0{server_major}\0{builder.schema_identity}".encode()
+    ).hexdigest()[:16]
+    return LayerKeys(schema=schema, data=data, lineage=lineage)
+
+
+class LayerUse:
+    """This process's marks on the layers it uses: a shared advisory lock per layer, held on one
+    connection until ``close`` (or the process's end). GC never drops a marked layer."""
+
+    def __init__(self, server: ConnInfo) -> None:
+        self._server = server
+        self._conn: admin.Conn | None = None
+        self.marked: set[str] = set()
+
+    def mark(self, name: str) -> None:
+        if name in self.marked:
+            return
+        if self._conn is None or self._conn.closed:
+            self._conn = admin.connect(self._server, purpose="layers in use")
+        self._conn.execute("SELECT pg_advisory_lock_shared(%s)", [use_lock_id(name)])
+        self.marked.add(name)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.marked.clear()
+
+
+def use_lock_id(name: str) -> int:
+    """The advisory lock that marks ``name`` as in use (not the build lock of the same layer)."""
+    return admin.lock_id("in use:" + name)
 
 
 def ensure_template(
     server: ConnInfo,
-    key: TemplateKey,
+    keys: LayerKeys,
     builder: Builder,
     *,
     lock_dir: Path,
     run_token: str,
     rebuild: bool = False,
     progress: Progress = lambda message: None,
-    after_build: Callable[[ConnInfo], None] | None = None,
+    after_build: AfterBuild | None = None,
+    use: LayerUse | None = None,
 ) -> Template:
-    """Return a finalized template for ``key``, building it at most once per key (or per run if rebuild).
-
-    ``after_build`` runs after the builder, before finalizing, with the database being built (e.g. to
-    run ``@template_setup`` functions against an app on it); if it raises, nothing is finalized.
-    """
-    name = key.name
-    with admin.connect(server) as conn:
-        if _usable(conn, name, rebuild=rebuild, run_token=run_token):
-            return _existing(conn, name, key, run_token)
+    """Return the finalized data layer for ``keys``, building each layer at most once per key (or
+    once per run with ``rebuild``). ``after_build`` runs on the data layer being built, after the
+    fixtures and before it is finalized. ``use`` (default: a new one, closed when this process ends)
+    keeps both layers marked as in use."""
+    use = use or LayerUse(server)
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        filelock.FileLock(str(lock_dir / f"{name}.lock")),
-        admin.connect(server, purpose="build lock") as conn,
-    ):
-        with admin.advisory_lock(conn, name):
-            if _usable(conn, name, rebuild=rebuild, run_token=run_token):  # someone built it meanwhile
-                return _existing(conn, name, key, run_token)
-            log_path = lock_dir / f"{name}.log"
-            seconds = _build(conn, server, name, key, builder, run_token, progress, log_path, after_build)
-        _drop_old_templates(conn, keep=name)
-    return Template(name, key.key, reused=False, build_seconds=seconds)
+    layers = _Layers(server, lock_dir, run_token, rebuild, use, progress)
+    name, schema = keys.name, keys.schema_name
+    found = layers.existing(name)
+    if found is not None:
+        layers.touch_if_present(schema)
+        return _template(keys, found)
+    schema_layer = layers.ensure(schema, lambda conn: _schema_plan(conn, keys, builder, rebuild))
 
+    def data_plan(conn: admin.Conn) -> _Plan:
+        def work(target: ConnInfo, log: Log) -> None:
+            builder.load_fixtures(target, log)
+            if after_build is not None:
+                after_build(target)
 
-def _existing(conn: admin.Conn, name: str, key: TemplateKey, run_token: str) -> Template:
-    """A finalized template; one built by another worker of this run reports that build's time."""
-    note = admin.note_of(conn, name)
-    if note.get("run") != run_token:
-        return Template(name, key.key, reused=True, build_seconds=0.0)
-    return Template(name, key.key, reused=False, build_seconds=float(note.get("seconds", 0.0)))
-
-
-def _usable(conn: admin.Conn, name: str, *, rebuild: bool, run_token: str) -> bool:
-    if not admin.is_finalized(conn, name):
-        return False
-    # --nocrud-rebuild discards a template once per run: one built by this very run is fresh.
-    return not rebuild or _built_by(conn, name, run_token)
-
-
-def _built_by(conn: admin.Conn, name: str, run_token: str) -> bool:
-    return admin.note_of(conn, name).get("run") == run_token
-
-
-def _build(
-    conn: admin.Conn,
-    server: ConnInfo,
-    name: str,
-    key: TemplateKey,
-    builder: Builder,
-    run_token: str,
-    progress: Progress,
-    log_path: Path,
-    after_build: Callable[[ConnInfo], None] | None = None,
-) -> float:
-    started = time.perf_counter()
-    admin.drop(conn, name, maybe_template=True)  # an unfinalized leftover, or the one being rebuilt
-    progress(f"building template {name} ({builder.identity}, {len(key.files)} input files) ...")
-    admin.create(conn, name)
-    try:
-        with open(log_path, "w", encoding="utf-8") as build_log:
-            builder.build(server.with_db(name), lambda line: print(line, file=build_log, flush=True))
-        if after_build is not None:
-            after_build(server.with_db(name))
-        admin.terminate(conn, name, wait_ms=5000)  # a builder's stray session would block every clone
-        seconds = time.perf_counter() - started
-        admin.finalize(
-            conn, name, {"key": key.key, "run": run_token, "built_at": time.time(), "seconds": seconds}
+        schema_seconds = 0.0 if schema_layer.reused else schema_layer.seconds
+        return _Plan(
+            source=schema,
+            work=work,
+            describe=f"{builder.identity} on {schema}",
+            note={"schema": schema, "schema_how": schema_layer.how, "schema_seconds": schema_seconds},
         )
-    except BaseException:
-        admin.drop(conn, name, maybe_template=True)  # never leave a half-built template behind
-        raise
-    progress(f"built template {name} in {seconds:.2f}s")
-    return seconds
+
+    data_layer = layers.ensure(name, data_plan)
+    template = _template(keys, data_layer)
+    if data_layer.built_here:
+        progress(f"template {name} {template.how}")
+    return template
 
 
-def _drop_old_templates(conn: admin.Conn, *, keep: str) -> None:
-    """Keep the newest few templates of other keys; drop the rest (each is a full copy on disk)."""
-    others = [n for n in admin.names_like(conn, TEMPLATE_PREFIX) if n != keep]
-    by_age = sorted(others, key=lambda n: float(admin.note_of(conn, n).get("built_at", 0.0)), reverse=True)
-    for old in by_age[KEEP_TEMPLATES:]:
+def _template(keys: LayerKeys, data: _Found) -> Template:
+    """The fixture's view of a data layer; a build's total time includes its schema layer's build."""
+    if data.reused:
+        return Template(keys.name, keys.data.key, reused=True, build_seconds=0.0, schema=keys.schema_name)
+    return Template(
+        keys.name,
+        keys.data.key,
+        reused=False,
+        build_seconds=data.seconds + float(data.note.get("schema_seconds", 0.0)),
+        schema=keys.schema_name,
+        schema_how=str(data.note.get("schema_how", "reused")),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """A usable layer: reused (built by an earlier run), or built by this run (here or by another
+    worker, whose figures the note carries)."""
+
+    reused: bool
+    seconds: float
+    how: str
+    note: Mapping[str, Any]
+    built_here: bool = False  # by this very process (its progress line is ours to print)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """How to build one layer: clone ``source`` (or start empty), then ``work`` on it."""
+
+    source: str | None
+    work: Callable[[ConnInfo, Log], None]
+    describe: str
+    note: dict[str, Any]
+    appended: int = 0  # files run on top of ``source`` (0: not an appended build)
+    new_files: Sequence[str] = ()
+
+
+def _schema_plan(conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: bool) -> _Plan:
+    manifest = keys.schema.manifest
+    note = {"lineage": keys.lineage, "files": manifest}
+    best: tuple[str, list[str]] | None = None
+    if not rebuild:
+        for candidate in admin.names_like(conn, SCHEMA_PREFIX):
+            old = admin.note_of(conn, candidate)
+            if old.get("lineage") != keys.lineage or not admin.is_finalized(conn, candidate):
+                continue
+            files = old.get("files")
+            new = builder.appended(files, manifest) if isinstance(files, dict) else None
+            if new is not None and (best is None or len(new) < len(best[1])):
+                best = (candidate, new)
+    if best is None:
+        return _Plan(
+            source=None,
+            work=lambda target, log: builder.build_schema(target, log),
+            describe=f"{builder.schema_identity}, {len(keys.schema.files)} input files",
+            note=note,
+        )
+    source, new_files = best
+    return _Plan(
+        source=source,
+        work=lambda target, log: builder.build_schema(target, log, new_files=new_files),
+        describe=f"{builder.schema_identity}, from {source} + {_files(len(new_files))}",
+        note=note,
+        appended=len(new_files),
+        new_files=new_files,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """What ``ensure_template`` would do now: per layer "reused" or how it would be built, and the
+    SQL of every file that would run (``(relative path, text)``)."""
+
+    data: str
+    schema: str
+    data_how: str
+    schema_how: str
+    files: list[tuple[str, str]]
+
+
+def preview_template(server: ConnInfo, keys: LayerKeys, builder: Builder) -> Preview:
+    """Plan a build without creating or changing anything on the server (notes are only read)."""
+    name, schema = keys.name, keys.schema_name
+    with admin.connect(server, purpose="preview") as conn:
+        if admin.is_finalized(conn, name):
+            return Preview(name, schema, "reused", "not needed", [])
+        data_how = "would be built: fixtures on the schema layer"
+        if admin.is_finalized(conn, schema):
+            return Preview(name, schema, data_how, "reused", builder.preview_fixtures())
+        plan = _schema_plan(conn, keys, builder, rebuild=False)
+    new_files = plan.new_files if plan.appended else None
+    how = (
+        f"would be built from {plan.source} + {_files(plan.appended)}" if plan.appended else "would be built"
+    )
+    return Preview(
+        name, schema, data_how, how, builder.preview_schema(server, new_files) + builder.preview_fixtures()
+    )
+
+
+def _files(count: int) -> str:
+    return f"{count} new file" + ("" if count == 1 else "s")
+
+
+class _Layers:
+    """The build-once protocol for one layer at a time (see the module docstring)."""
+
+    def __init__(
+        self,
+        server: ConnInfo,
+        lock_dir: Path,
+        run_token: str,
+        rebuild: bool,
+        use: LayerUse,
+        progress: Progress,
+    ) -> None:
+        self.server = server
+        self.lock_dir = lock_dir
+        self.run_token = run_token
+        self.rebuild = rebuild
+        self.use = use
+        self.progress = progress
+
+    def existing(self, name: str) -> _Found | None:
+        """A finalized layer we may use (marked as used first), or None."""
+        self.use.mark(name)
+        with admin.connect(self.server) as conn:
+            return self._existing(conn, name)
+
+    def _existing(self, conn: admin.Conn, name: str) -> _Found | None:
+        if not admin.is_finalized(conn, name):
+            return None
+        note = admin.note_of(conn, name)
+        built_by_this_run = note.get("run") == self.run_token
+        if self.rebuild and not built_by_this_run:  # --nocrud-rebuild discards it once per run
+            return None
+        _touch(conn, name, note)
+        if built_by_this_run:  # another worker of this run built it: report that build
+            return _Found(False, float(note.get("seconds", 0.0)), str(note.get("how", "reused")), note)
+        return _Found(True, 0.0, "reused", note)
+
+    def touch_if_present(self, name: str) -> None:
+        with admin.connect(self.server) as conn:
+            if admin.is_finalized(conn, name):
+                self.use.mark(name)
+                _touch(conn, name, admin.note_of(conn, name))
+
+    def ensure(self, name: str, plan_for: Callable[[admin.Conn], _Plan]) -> _Found:
+        found = self.existing(name)
+        if found is not None:
+            return found
+        with (
+            filelock.FileLock(str(self.lock_dir / f"{name}.lock")),
+            admin.connect(self.server, purpose="build lock") as conn,
+        ):
+            with admin.advisory_lock(conn, name):
+                found = self._existing(conn, name)  # someone built it meanwhile
+                if found is not None:
+                    return found
+                for leftover in admin.names_like(conn, build_prefix(name)):
+                    drop_build(conn, leftover)  # of a builder that died: we hold its layer's lock
+                plan = plan_for(conn)
+                if plan.source is not None:
+                    self.use.mark(plan.source)  # GC must not drop it while we clone it
+                found = self._build(conn, name, plan)
+            collect_layers(conn, keep=name)
+        return found
+
+    def _build(self, conn: admin.Conn, name: str, plan: _Plan) -> _Found:
+        started = time.perf_counter()
+        admin.drop(conn, name, maybe_template=True)  # an old-format leftover, or the one being rebuilt
+        self.progress(f"building template layer {name} ({plan.describe}) ...")
+        build = build_prefix(name) + secrets.token_hex(4)
+        strategy = None
+        if plan.source is not None:  # a layer on a layer: the clone strategy the pool would use
+            major = conn.info.server_version // 10000
+            strategy = choose_strategy("auto", server_major=major, fsync_on=admin.fsync_enabled(conn))
+        admin.create(conn, build, template=plan.source, strategy=strategy)
+        mine = ProcessId.of(os.getpid())
+        tag: dict[str, Any] = {"layer": name, "owner": mine.token, "host": socket.gethostname(), "groups": []}
+        _comment(conn, build, tag)
+
+        def spawned(pgid: int) -> None:  # recorded so a later run can end it if we are killed
+            tag["groups"].append(ProcessId.of(pgid).token)
+            _comment(conn, build, tag)
+
         try:
-            admin.drop(conn, old, maybe_template=True)
-        except psycopg.Error:  # in use by a concurrent run of another branch: try next time
-            continue
+            with (
+                open(self.lock_dir / f"{name}.log", "w", encoding="utf-8") as build_log,
+                watching_spawns(spawned),
+            ):
+                plan.work(self.server.with_db(build), lambda line: print(line, file=build_log, flush=True))
+            admin.terminate(conn, build, wait_ms=5000)  # a builder's stray session would block every clone
+            seconds = time.perf_counter() - started
+            how = (
+                f"built from {plan.source} + {_files(plan.appended)} in {seconds:.2f}s"
+                if plan.appended
+                else f"built in {seconds:.2f}s"
+            )
+            note = {
+                **plan.note,
+                "run": self.run_token,
+                "built_at": time.time(),
+                "seconds": seconds,
+                "how": how,
+            }
+            admin.finalize(conn, build, note)
+            admin.rename(conn, build, name)  # the layer appears under its name finalized, or not at all
+        except BaseException:
+            admin.drop(conn, build, maybe_template=True)  # never leave a half-built layer behind
+            raise
+        self.progress(f"layer {name} {how}")
+        return _Found(False, seconds, how, note, built_here=True)
 
 
-__all__ = ["BuildError", "Template", "ensure_template"]
+def build_prefix(layer: str) -> str:
+    """Build databases of ``layer``: ``nocrud_bld_`` + t|s + its key part + ``_``."""
+    kind = "s" if layer.startswith(SCHEMA_PREFIX) else "t"
+    return BUILD_PREFIX + kind + layer.rsplit("_", 1)[-1] + "_"
+
+
+def drop_build(conn: admin.Conn, name: str) -> None:
+    """Drop a build database of a builder that is gone, ending its tool's process group first (if it
+    ran on this machine), so an orphaned ``command:`` tool cannot go on writing anywhere."""
+    tag = admin.note_of(conn, name)
+    owner = tag.get("owner")
+    if (
+        tag.get("host") == socket.gethostname()
+        and isinstance(owner, str)
+        and not ProcessId.parse(owner).alive()
+    ):
+        for token in tag.get("groups", []):
+            leader = ProcessId.parse(token)
+            if leader.alive() or group_members(leader.pid):
+                end_group(leader.pid)
+    admin.drop(conn, name, maybe_template=True)
+
+
+def collect_layers(conn: admin.Conn, *, keep: str = "", keep_count: int = KEEP_TEMPLATES) -> list[str]:
+    """Drop build databases of dead builders and all but the ``keep_count`` most recently used layers
+    of each kind; never one that a live run marks as in use (here or on another machine)."""
+    dropped = []
+    for build in admin.names_like(conn, BUILD_PREFIX):
+        layer = admin.note_of(conn, build).get("layer")
+        if not isinstance(layer, str) or not admin.try_advisory_lock(conn, layer):
+            continue  # being built right now (or not ours to judge)
+        try:
+            drop_build(conn, build)
+            dropped.append(build)
+        finally:
+            admin.advisory_unlock(conn, layer)
+    for prefix in (TEMPLATE_PREFIX, SCHEMA_PREFIX):
+        others = [n for n in admin.names_like(conn, prefix) if n != keep]
+        by_use = sorted(others, key=lambda n: _last_use(admin.note_of(conn, n)), reverse=True)
+        for old in by_use[keep_count:]:
+            if _drop_unless_used(conn, old):
+                dropped.append(old)
+    return dropped
+
+
+def _drop_unless_used(conn: admin.Conn, name: str) -> bool:
+    key = use_lock_id(name)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+    if not (row and row[0]):
+        return False  # a live run uses it
+    try:
+        admin.drop(conn, name, maybe_template=True)
+        return True
+    except psycopg.Error:  # being cloned right now: try next time
+        return False
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def _last_use(note: Mapping[str, Any]) -> float:
+    return max(float(note.get("used_at", 0.0)), float(note.get("built_at", 0.0)))
+
+
+def _touch(conn: admin.Conn, name: str, note: dict[str, Any]) -> None:
+    """Stamp the layer's last use in its note (what GC evicts by)."""
+    try:
+        _comment(conn, name, {**note, "used_at": time.time()})
+    except psycopg.Error:  # a concurrent stamp won: it is just as recent
+        pass
+
+
+def _comment(conn: admin.Conn, name: str, note: Mapping[str, Any]) -> None:
+    admin.set_note(conn, name, dict(note))
+
+
+__all__ = [
+    "BuildError",
+    "LayerKeys",
+    "LayerUse",
+    "Template",
+    "collect_layers",
+    "ensure_template",
+    "layer_keys",
+    "preview_template",
+]
