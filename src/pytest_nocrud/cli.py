@@ -4,6 +4,8 @@
 ``nocrud gc [--failed]`` drop databases of dead runs (and kept failed-test databases with --failed)
 ``nocrud server start``  start the project's embedded server and print its DSN (e.g. to inspect a kept
                          failed-test database); ``nocrud server stop`` stops it unless a run uses it
+``nocrud perf DIR``      per-route latency of a ``--nocrud-perf`` record; ``--set-baseline FILE`` stores
+                         it, ``--baseline FILE --threshold 20% --metric p50`` gates on it (exit 1)
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import perf
 from .errors import NocrudError
 from .pg import admin
 from .pg.key import TEMPLATE_PREFIX
@@ -39,12 +42,27 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--failed", action="store_true", help="also drop kept failed-test databases")
     server = commands.add_parser("server", help="start or stop the embedded server")
     server.add_argument("action", choices=["start", "stop"])
+    gate = commands.add_parser("perf", help="summarize a --nocrud-perf record; compare with a baseline")
+    gate.add_argument("directory", type=Path, help="the --nocrud-perf directory")
+    gate.add_argument("--run", help="run id (default: the newest run)")
+    gate.add_argument("--set-baseline", type=Path, metavar="FILE", help="write this run's summary as JSON")
+    gate.add_argument(
+        "--baseline", type=Path, metavar="FILE", help="compare with this baseline; exit 1 if slower"
+    )
+    gate.add_argument("--threshold", default=f"{perf.DEFAULT_THRESHOLD:g}%", help="how much slower passes")
+    gate.add_argument("--metric", default=perf.DEFAULT_METRIC, choices=perf.METRICS)
+    gate.add_argument("--min-samples", type=int, default=perf.DEFAULT_MIN_SAMPLES,
+                      help="compare only routes with at least this many requests on both sides")  # fmt: skip
+    gate.add_argument("--min-delta-ms", type=float, default=perf.DEFAULT_MIN_DELTA_MS,
+                      help="ignore slowdowns smaller than this many milliseconds")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "perf":  # reads files only: no server
+            return _perf(args)
         if args.dsn:
             return _run(args, check_dsn(args.dsn), None)
         cluster = EmbeddedCluster(args.data_dir or default_home(args.rootdir), bindir=args.pg_bindir)
@@ -96,6 +114,32 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):
         print(f"kept failed-test database: {server.admin.with_db(name).masked()}")
+
+
+def _perf(args: argparse.Namespace) -> int:
+    run_id, rows = perf.load(args.directory, args.run)
+    summary = perf.summarize(rows)
+    print(f"run {run_id}: {len(rows)} request(s), {len(summary)} route(s)")
+    print(perf.summary_table(summary))
+    if args.set_baseline:
+        perf.write_baseline(args.set_baseline, summary, run_id=run_id)
+        print(f"baseline written: {args.set_baseline}")
+    if args.baseline:
+        threshold = perf.parse_threshold(args.threshold)
+        result = perf.compare(
+            perf.read_baseline(args.baseline),
+            summary,
+            metric=args.metric,
+            threshold=threshold,
+            min_samples=args.min_samples,
+            min_delta_ms=args.min_delta_ms,
+        )
+        report = perf.comparison_report(
+            result, metric=args.metric, threshold=threshold, min_samples=args.min_samples
+        )
+        print(f"\n{report}")
+        return 1 if result.regressions else 0
+    return 0
 
 
 def _stop(cluster: EmbeddedCluster) -> int:

@@ -29,7 +29,7 @@ class Option:
     flag: str | None = None  # command-line flag, e.g. "--nocrud-dsn"
     env: str | None = None  # environment variable
     ini: bool = True
-    kind: str = "string"  # "string" | "linelist" | "bool" (flags only)
+    kind: str = "string"  # "string" | "linelist" | "bool" / "optional" (flags only; optional: --flag[=V])
     default: Any = None
 
     @property
@@ -50,7 +50,15 @@ OPTIONS: tuple[Option, ...] = (
            flag="--nocrud-rebuild", ini=False, kind="bool", default=False),
     Option("nocrud_keep_failed", "Keep a failed test's database and print its DSN.",
            flag="--nocrud-keep-failed", ini=False, kind="bool", default=False),
-    Option("nocrud_html", "Write an HTML request timeline to PATH.", flag="--nocrud-html", ini=False),
+    Option("nocrud_html", "Write the HTML run report (failures, per-worker timeline, slowest tests) to PATH.",
+           flag="--nocrud-html", ini=False),
+    Option("nocrud_perf", "Record every request as ndjson under DIR/<run_id>/ (see `nocrud perf`).",
+           flag="--nocrud-perf", ini=False),
+    Option("nocrud_coverage", "Endpoint coverage: which of the app's endpoints the run called; "
+           "=PATH also writes JSON there.", flag="--nocrud-coverage", ini=False, kind="optional"),
+    Option("nocrud_coverage_fail_under", "Fail the run when endpoint coverage is below N percent.",
+           flag="--nocrud-coverage-fail-under", ini=False),
+    Option("nocrud_openapi_path", "The app's OpenAPI schema path (endpoint coverage)."),
     Option("nocrud_builder", "How the template is built: django | sql:<dir> | command:<cmd> | "
            "python:<module>:<function>."),
     Option("nocrud_template_inputs", "Glob lines whose files feed the template key.", kind="linelist"),
@@ -76,6 +84,11 @@ def register(parser: pytest.Parser) -> None:
         if option.flag:
             if option.kind == "bool":
                 group.addoption(option.flag, action="store_true", dest=option.dest, help=option.help)
+            elif option.kind == "optional":  # --flag alone, or --flag=VALUE
+                group.addoption(
+                    option.flag, dest=option.dest, nargs="?", const="", default=None, metavar="PATH",
+                    help=option.help,
+                )
             else:
                 group.addoption(
                     option.flag,
@@ -101,7 +114,7 @@ class Value:
 def _lookup(config: pytest.Config, option: Option, environ: Mapping[str, str]) -> Value:
     if option.flag:
         cli = config.getoption(option.dest, default=None)
-        if cli not in (None, False):
+        if cli not in (None, False) or (option.kind == "optional" and cli == ""):
             return Value(cli, option.flag)
     if option.env and environ.get(option.env):
         return Value(environ[option.env], f"environment variable {option.env}")
@@ -129,6 +142,18 @@ def _choice(value: Value, choices: Sequence[str]) -> str:
     if text not in choices:
         raise pytest.UsageError(f"{value.source} = {value.raw!r}: accepted values are {', '.join(choices)}.")
     return text
+
+
+def _percent(value: Value) -> float | None:
+    if value.raw is None:
+        return None
+    try:
+        number = float(str(value.raw).strip().rstrip("%"))
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 100:
+        raise pytest.UsageError(f"{value.source} = {value.raw!r}: a percentage from 0 to 100.")
+    return number
 
 
 def _dsn(value: Value) -> str | None:
@@ -167,6 +192,11 @@ class Settings:
     rebuild: bool
     keep_failed: bool
     html: Path | None
+    perf: Path | None
+    coverage: bool
+    coverage_json: Path | None
+    coverage_fail_under: float | None
+    openapi_path: str | None
     builder: str | None
     template_inputs: tuple[str, ...]
     fixtures: tuple[str, ...]
@@ -198,6 +228,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
     data_dir = text("nocrud_data_dir")
     html = text("nocrud_html")
+    perf = text("nocrud_perf")
+    coverage_raw = get("nocrud_coverage").raw
+    fail_under = _percent(get("nocrud_coverage_fail_under"))
+    openapi_path = text("nocrud_openapi_path")
+    if openapi_path and not openapi_path.startswith("/"):
+        raise pytest.UsageError(f"{get('nocrud_openapi_path').source}: the path must start with '/'.")
     ready_path = text("nocrud_app_ready_path") or "/"
     if not ready_path.startswith("/"):
         raise pytest.UsageError(f"{get('nocrud_app_ready_path').source}: the path must start with '/'.")
@@ -228,6 +264,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         rebuild=bool(get("nocrud_rebuild").raw),
         keep_failed=bool(get("nocrud_keep_failed").raw),
         html=Path(html) if html else None,
+        perf=Path(perf) if perf else None,
+        coverage=coverage_raw is not None or fail_under is not None,
+        coverage_json=Path(coverage_raw) if coverage_raw else None,
+        coverage_fail_under=fail_under,
+        openapi_path=openapi_path,
         builder=text("nocrud_builder"),
         template_inputs=tuple(get("nocrud_template_inputs").raw or ()),
         fixtures=tuple(get("nocrud_fixtures").raw or ()),

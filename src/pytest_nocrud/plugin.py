@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 
 from . import config as nocrud_config
+from . import coverage as endpoint_coverage
+from .errors import NocrudError
 from .fixtures import (
     APP_LOG_FROM,
+    HANDOFF,
     KEEP_AS,
     REQUESTS,
     RUNTIME,
@@ -28,9 +33,11 @@ from .fixtures import (
     nocrud_postgres,
     nocrud_template,
 )
-from .html import TestRecord, test_record
 from .html import write as write_html
+from .perf import PerfRecorder, git_sha, new_run_id
+from .pg.builders import detect_django_project
 from .pg.procs import ProcessId
+from .record import TestRecord, TestTrace
 from .report import summary_lines
 from .runtime import Runtime
 
@@ -46,9 +53,16 @@ __all__ = [
 
 _OWNER_KEY = "nocrud_owner"
 _STATS_KEY = "nocrud_stats"
-_HTML_KEY = "nocrud_html"
+_RECORDS_KEY = "nocrud_records"
+_ENDPOINTS_KEY = "nocrud_endpoints"
+_RUN_ID_KEY = "nocrud_run_id"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
-_HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
+_RECORDS = pytest.StashKey[list[TestRecord]]()  # every finished test of the run (all workers, at the end)
+_TRACE = pytest.StashKey[TestTrace]()  # one test's phases, until its teardown report
+_PERF = pytest.StashKey[PerfRecorder]()
+_ENDPOINTS = pytest.StashKey[list[dict[str, str]]]()  # from the live app's OpenAPI schema
+_STARTED = pytest.StashKey[float]()
+_COVERAGE = pytest.StashKey[endpoint_coverage.Coverage | str]()  # the result, or why there is none
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,9 +90,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
-    config.stash[_HTML_RECORDS] = []
+    config.stash[_RECORDS] = []
+    config.stash[_ENDPOINTS] = []
+    config.stash[_STARTED] = time.time()
+    run_id = str(workerinput.get(_RUN_ID_KEY, "")) if workerinput else ""
+    run_id = run_id or new_run_id(owner.pid)
+    if settings.perf is not None:
+        config.stash[_PERF] = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
+        config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
 
 
 def _terminate_like_ctrl_c() -> None:
@@ -127,11 +147,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     runtime = item.config.stash[RUNTIME]
     if report.failed:
         _attach_diagnostics(item, report)
-    if report.when == "call" and runtime.settings.html and REQUESTS in item.stash:
-        record = test_record(
-            item.nodeid, report.outcome, report.duration, runtime.worker, item.stash[REQUESTS].entries
-        )
-        item.config.stash[_HTML_RECORDS].append(record)
+    _trace(item, report, call, runtime.worker)
     if (
         report.when == "call"
         and report.failed
@@ -143,6 +159,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
         report.sections.append(("nocrud", f"database kept for inspection: {runtime.dsn_of(name)}"))
     return report
+
+
+def _trace(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], worker: str) -> None:
+    """Add this phase to the test's trace; after teardown, turn the trace into the test's record."""
+    trace = item.stash.setdefault(_TRACE, TestTrace(item.nodeid, worker))
+    trace.add_phase(report.when, report.outcome, call.start, call.duration, xfail=hasattr(report, "wasxfail"))
+    if report.failed:
+        trace.add_failure(report.longreprtext, report.sections)
+    if report.when == "setup":
+        trace.handoff = item.stash.get(HANDOFF, None)
+    if report.when != "teardown":
+        return
+    log = item.stash.get(REQUESTS, None)
+    record = trace.finish(log.entries if log else [], log.flow_results if log else [])
+    item.config.stash[_RECORDS].append(record)
+    recorder = item.config.stash.get(_PERF, None)
+    if recorder is not None:
+        recorder.add(record)
 
 
 def _attach_diagnostics(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -165,20 +199,102 @@ def _kept_name(nodeid: str) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    workeroutput = getattr(session.config, "workeroutput", None)
+    config = session.config
+    runtime = config.stash[RUNTIME]
+    if runtime.settings.coverage and runtime.settings.openapi_path:
+        _fetch_openapi(config, runtime)
+    workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[_STATS_KEY] = session.config.stash[RUNTIME].stats()
-        workeroutput[_HTML_KEY] = session.config.stash[_HTML_RECORDS]
+        workeroutput[_STATS_KEY] = runtime.stats()
+        workeroutput[_RECORDS_KEY] = config.stash[_RECORDS]
+        workeroutput[_ENDPOINTS_KEY] = config.stash[_ENDPOINTS]
+        return
+    if runtime.settings.coverage:
+        result = _measure_coverage(config, runtime)
+        config.stash[_COVERAGE] = result
+        fail_under = runtime.settings.coverage_fail_under
+        if (
+            isinstance(result, endpoint_coverage.Coverage)
+            and fail_under is not None
+            and result.percent < fail_under
+            and session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _fetch_openapi(config: pytest.Config, runtime: Runtime) -> None:
+    """Read the endpoint list from this process's live app, while it still runs."""
+    url = runtime.started_app_url
+    if url is None or config.stash[_ENDPOINTS]:
+        return
+    try:
+        endpoints = endpoint_coverage.fetch_openapi(url, str(runtime.settings.openapi_path))
+    except NocrudError as exc:
+        config.stash[_ENDPOINTS].append({"error": str(exc)})
+        return
+    config.stash[_ENDPOINTS].extend(dataclasses.asdict(e) for e in endpoints)
+
+
+def _measure_coverage(config: pytest.Config, runtime: Runtime) -> endpoint_coverage.Coverage | str:
+    """Coverage of the run, or one line that says why it could not be measured."""
+    records = config.stash[_RECORDS]
+    settings = runtime.settings
+    rows = config.stash[_ENDPOINTS]
+    try:
+        if settings.openapi_path:
+            errors = [row["error"] for row in rows if "error" in row]
+            if errors:
+                return errors[0]
+            if not rows:
+                return "no app was started, so its OpenAPI schema could not be read"
+            endpoints = [endpoint_coverage.Endpoint(**row) for row in rows]
+        else:
+            manage_py = detect_django_project(settings.rootpath)
+            if manage_py is None:
+                return "set nocrud_openapi_path (or use a Django app) to know the app's endpoints"
+            env = endpoint_coverage.app_environment(settings.app_env)
+            endpoints = endpoint_coverage.from_django(manage_py, env)
+    except NocrudError as exc:
+        return str(exc)
+    result = endpoint_coverage.measure(endpoints, records)
+    if settings.coverage_json is not None:
+        endpoint_coverage.write_json(settings.coverage_json, result)
+    return result
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    per_process = [*config.stash[_WORKER_STATS], config.stash[RUNTIME].stats()]
-    lines = summary_lines(per_process)
-    html_path = config.stash[RUNTIME].settings.html
-    if html_path is not None and getattr(config, "workerinput", None) is None:
-        records: list[TestRecord] = config.stash[_HTML_RECORDS]
-        write_html(html_path, records)
-        lines.append(f"request timeline: {html_path}")
+    runtime = config.stash[RUNTIME]
+    per_process = [*config.stash[_WORKER_STATS], runtime.stats()]
+    records: list[TestRecord] = config.stash[_RECORDS]
+    settings = runtime.settings
+    coverage = config.stash.get(_COVERAGE, None)
+    coverage_line = None
+    if isinstance(coverage, endpoint_coverage.Coverage):
+        coverage_line = coverage.line()
+    elif coverage is not None:
+        coverage_line = f"endpoints: not measured ({coverage.splitlines()[0]})"
+    lines = summary_lines(per_process, records, coverage_line=coverage_line)
+    if isinstance(coverage, endpoint_coverage.Coverage):
+        if settings.coverage_json is not None:
+            lines.append(f"endpoint coverage JSON: {settings.coverage_json}")
+        if settings.coverage_fail_under is not None and coverage.percent < settings.coverage_fail_under:
+            lines.append(
+                f"FAILED: endpoint coverage {coverage.percent:.1f}% is below "
+                f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
+            )
+    if settings.html is not None and getattr(config, "workerinput", None) is None:
+        write_html(
+            settings.html,
+            records,
+            per_process,
+            started=config.stash[_STARTED],
+            finished=time.time(),
+            coverage_line=coverage_line,
+        )
+        lines.append(f"HTML report: {settings.html}")
+    recorder = config.stash.get(_PERF, None)
+    if recorder is not None:
+        lines.append(f"perf record: {recorder.path.parent} (summarize: nocrud perf {settings.perf})")
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")
         for line in lines:
@@ -194,14 +310,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 class _XdistHooks:
     """Controller side of xdist: name the run's owner for every worker; collect their stats."""
 
-    def __init__(self, owner: ProcessId) -> None:
+    def __init__(self, owner: ProcessId, run_id: str) -> None:
         self.owner = owner
+        self.run_id = run_id
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_OWNER_KEY] = self.owner.token
+        node.workerinput[_RUN_ID_KEY] = self.run_id
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {})
         if output.get(_STATS_KEY):
             node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
-        node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
+        node.config.stash[_RECORDS].extend(output.get(_RECORDS_KEY, ()))
+        node.config.stash[_ENDPOINTS].extend(output.get(_ENDPOINTS_KEY, ()))

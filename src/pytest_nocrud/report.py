@@ -1,23 +1,35 @@
-"""The terminal summary block: server, template, databases handed out, handoff latency."""
+"""The terminal summary block: server, template, startup, handoffs, endpoints, slowest tests, CRUD matrix.
+
+Built from every process's ``Runtime.stats()`` and the run's test records, so it reads the same under
+xdist as in one process. Empty when nocrud did nothing (no server was used).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .html import app_start_ms
+from .record import TestRecord
+from .routes import percentile
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (no interpolation: every reported figure was really measured)."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
+__all__ = ["percentile", "summary_lines"]
+
+SLOWEST = 5
+CRUD_LETTERS = ("C", "R", "L", "U", "D", "gone")
+MARKS = {"completed": "✔", "failed": "✘", "timed_out": "⏱", "skipped": "-"}
 
 
-def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
-    """One short block from every process's ``Runtime.stats()``; empty when nocrud did nothing."""
+def summary_lines(
+    per_process: Sequence[Mapping[str, Any]],
+    records: Sequence[TestRecord] = (),
+    *,
+    coverage_line: str | None = None,
+) -> list[str]:
+    """One short block; empty when nocrud did nothing."""
     server = next((s["server"] for s in per_process if "server" in s), None)
     if server is None:
-        return []
+        return _setup_errors(per_process)
     kind = "embedded" if server["embedded"] else "DSN"
     lines = [f"server: PostgreSQL {server['version']} ({kind})"]
     templates = [s["template"] for s in per_process if "template" in s]
@@ -26,10 +38,77 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
         lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
+        if first.get("path"):
+            lines.append(f"template path: {first['path']}")
+    startup = _startup(server, per_process)
+    if startup:
+        lines.append(startup)
     handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
     if handoffs:
-        lines.append(
+        line = (
             f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms"
+            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
+        )
+        if any("handoff_waits" in s for s in per_process):
+            line += f"; {sum(int(s.get('handoff_waits', 0)) for s in per_process)} waited for a clone"
+        lines.append(line)
+    if coverage_line:
+        lines.append(coverage_line)
+    lines.extend(_setup_errors(per_process))
+    lines.extend(_slowest(records))
+    lines.extend(crud_matrix(records))
+    return lines
+
+
+def _startup(server: Mapping[str, Any], per_process: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    if server.get("start_ms") is not None:
+        parts.append(f"server {server['start_ms']:.0f} ms")
+    elif "start_ms" in server:
+        parts.append("server already running")
+    apps = []
+    for process in sorted(per_process, key=lambda s: str(s.get("worker", ""))):
+        ms = app_start_ms(process)
+        if ms is not None:
+            apps.append(f"{process.get('worker', 'main')} {ms:.0f} ms")
+    if apps:
+        parts.append("app " + ", ".join(apps))
+    return f"startup: {'; '.join(parts)}" if parts else ""
+
+
+def _setup_errors(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
+    seen: dict[str, str] = {}
+    for process in per_process:
+        for what, text in process.get("errors", {}).items():
+            seen.setdefault(what, text.splitlines()[-1] if text.strip() else what)
+    return [f"SETUP FAILED: {what}: {line}" for what, line in seen.items()]
+
+
+def _slowest(records: Sequence[TestRecord]) -> list[str]:
+    slow = sorted((r for r in records if r["requests"] or r.get("handoff")), key=lambda r: -r["seconds"])
+    if not slow:
+        return []
+    return ["slowest tests:"] + [
+        f"  {r['seconds']:7.2f}s  {r['nodeid']} ({r['outcome']}, {len(r['requests'])} requests)"
+        for r in slow[:SLOWEST]
+    ]
+
+
+def crud_matrix(records: Sequence[TestRecord]) -> list[str]:
+    """``actor  C ✔ R ✔ L ✔ U ✔ D ✔ gone ✔`` per CRUD flow run, failed ones marked ``✘ FAILED``."""
+    rows = [(record, row) for record in records for row in record.get("crud", ())]
+    if not rows:
+        return []
+    width = max(len(row["resource"]) for _, row in rows)
+    runs_of: dict[str, int] = {}
+    for _, row in rows:
+        runs_of[row["resource"]] = runs_of.get(row["resource"], 0) + 1
+    lines = ["CRUD flows:"]
+    for record, row in sorted(rows, key=lambda pair: pair[1]["resource"]):
+        cells = " ".join(f"{letter} {MARKS.get(row['steps'][letter], '?')}" for letter in CRUD_LETTERS
+                         if letter in row["steps"])  # fmt: skip
+        broken = any(status in ("failed", "timed_out") for status in row["steps"].values())
+        lines.append(
+            f"  {row['resource']:<{width}}  {cells}" + (f"  FAILED ({record['nodeid']})" if broken else "")
         )
     return lines

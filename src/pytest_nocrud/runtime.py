@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,9 @@ class Runtime:
     _cluster: EmbeddedCluster | None = None
     _pool: ClonePool | None = None
     _app: AppProcess | None = None
+    #: ``(what, started epoch s, seconds, ok)`` of each shared resource's first acquisition: the
+    #: run report draws them at the head of this worker's timeline lane.
+    events: list[tuple[str, float, float, bool]] = dataclasses.field(default_factory=list)
 
     @property
     def home(self) -> Path:
@@ -65,6 +69,7 @@ class Runtime:
             return self._cache[what]  # type: ignore[return-value]
         if what in self._errors:
             raise SetupFailed(self._errors[what].brief, self._errors[what].brief)
+        started, clock = time.time(), time.perf_counter()
         try:
             value = make()
         except SetupFailed:
@@ -79,7 +84,9 @@ class Runtime:
                 "first failing test of this worker.",
             )
             self._errors[what] = failure
+            self.events.append((what, started, time.perf_counter() - clock, False))
             raise failure from None
+        self.events.append((what, started, time.perf_counter() - clock, True))
         self._cache[what] = value
         return value
 
@@ -241,6 +248,13 @@ class Runtime:
         return self._app
 
     @property
+    def started_app_url(self) -> str | None:
+        """The app this process started (serial: NOCRUD_APP_URL); None when none is up."""
+        if self.settings.serial:
+            return self.settings.app_url
+        return self._app.url if self._app is not None else None
+
+    @property
     def _app_registry(self) -> Path:
         return self.home / "apps" / self.owner.token
 
@@ -257,6 +271,10 @@ class Runtime:
             out["template"] = dataclasses.asdict(template)
         if self._pool is not None:
             out["handoff_ms"] = list(self._pool.handoff_ms)
+        out["worker"] = self.worker
+        out["events"] = [list(event) for event in self.events]
+        if self._errors:
+            out["errors"] = {what: str(failure) for what, failure in self._errors.items()}
         return out
 
     def close(self) -> None:
