@@ -267,7 +267,7 @@ def _request_table(test: TestRecord) -> str:
         status = request["status"]
         kind = status_class(request, test["outcome"])
         rows.append(
-            f"<tr class='{kind}'><td>{number}</td><td>{esc(request['client'] or '')}</td>"
+            f"<tr class='{kind}'><td>{number}</td><td>{esc(request['client'] or 'nocrud_client')}</td>"
             f"<td>{esc(request['method'])}</td><td>{esc(request['path'])}</td>"
             f"<td class='status'>{'-' if status is None else status}</td><td>{ms:.1f}</td>"
             f"<td><div class='reqbar'><span style='left:{left:.2f}%;width:{width:.2f}%'></span></div>"
