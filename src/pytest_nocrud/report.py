@@ -80,7 +80,9 @@ def _setup_errors(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
     seen: dict[str, str] = {}
     for process in per_process:
         for what, text in process.get("errors", {}).items():
-            seen.setdefault(what, text.splitlines()[-1] if text.strip() else what)
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            # The first line is "pytest-nocrud: X is not available:"; the cause comes next.
+            seen.setdefault(what, lines[1] if len(lines) > 1 else (lines or [what])[0])
     return [f"SETUP FAILED: {what}: {line}" for what, line in seen.items()]
 
 
