@@ -78,6 +78,13 @@ OPTIONS: tuple[Option, ...] = (
 _BY_NAME = {option.name: option for option in OPTIONS}
 
 
+def bare_optional(args: Sequence[str]) -> list[str]:
+    """``--nocrud-coverage tests/`` must not read ``tests/`` as the PATH: a bare optional-value flag
+    becomes ``--nocrud-coverage=`` (on, no value), so only ``--nocrud-coverage=PATH`` sets one."""
+    flags = {option.flag for option in OPTIONS if option.kind == "optional"}
+    return [f"{arg}=" if arg in flags else arg for arg in args]
+
+
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("nocrud", "pytest-nocrud: fresh database per test, live app")
     for option in OPTIONS:

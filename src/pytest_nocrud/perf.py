@@ -33,7 +33,7 @@ from .routes import percentile
 METRICS = ("p50", "p95", "p99", "mean")
 DEFAULT_METRIC = "p50"
 DEFAULT_THRESHOLD = 25.0  # percent; see README "Perf record and baseline gate" for the measurement
-DEFAULT_MIN_SAMPLES = 10
+DEFAULT_MIN_SAMPLES = 20
 DEFAULT_MIN_DELTA_MS = 1.0
 
 

@@ -69,6 +69,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     nocrud_config.register(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """``--nocrud-coverage tests/``: the bare flag must not swallow the test path as its PATH."""
+    args[:] = nocrud_config.bare_optional(args)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

@@ -110,7 +110,6 @@ def crud_matrix(records: Sequence[TestRecord]) -> list[str]:
         cells = " ".join(f"{letter} {MARKS.get(row['steps'][letter], '?')}" for letter in CRUD_LETTERS
                          if letter in row["steps"])  # fmt: skip
         broken = any(status in ("failed", "timed_out") for status in row["steps"].values())
-        lines.append(
-            f"  {row['resource']:<{width}}  {cells}" + (f"  FAILED ({record['nodeid']})" if broken else "")
-        )
+        where = f" ({record['nodeid']})" if broken or runs_of[row["resource"]] > 1 else ""
+        lines.append(f"  {row['resource']:<{width}}  {cells}" + ("  FAILED" if broken else "") + where)
     return lines

@@ -243,3 +243,10 @@ def test_page_puts_failures_first_and_draws_a_lane_per_worker() -> None:
     assert "AssertionError: boom" in page and "[app:1] GET /x 500" in page
     assert "<tr class='unexpected'>" in page and "<tr class='expected'>" in page
     assert "id='setup-failed'" in page and "syntax error at line 3" in page
+
+
+def test_a_bare_coverage_flag_leaves_the_next_argument_alone() -> None:
+    from pytest_nocrud.config import bare_optional
+
+    args = ["-n", "2", "--nocrud-coverage", "tests", "--nocrud-coverage=cov.json"]
+    assert bare_optional(args) == ["-n", "2", "--nocrud-coverage=", "tests", "--nocrud-coverage=cov.json"]
