@@ -220,14 +220,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if runtime.settings.coverage:
         result = _measure_coverage(config, runtime)
         config.stash[_COVERAGE] = result
-        fail_under = runtime.settings.coverage_fail_under
-        if (
-            isinstance(result, endpoint_coverage.Coverage)
-            and fail_under is not None
-            and result.percent < fail_under
-            and session.exitstatus == pytest.ExitCode.OK
-        ):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if _below_fail_under(result, runtime.settings.coverage_fail_under):
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _below_fail_under(result: endpoint_coverage.Coverage | str, fail_under: float | None) -> bool:
+    """A gate that could not measure fails too: a silent pass would hide a broken schema path."""
+    if fail_under is None:
+        return False
+    return isinstance(result, str) or result.percent < fail_under
 
 
 def _fetch_openapi(config: pytest.Config, runtime: Runtime) -> None:
@@ -282,14 +284,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     elif coverage is not None:
         coverage_line = f"endpoints: not measured ({coverage.splitlines()[0]})"
     lines = summary_lines(per_process, records, coverage_line=coverage_line)
+    measured = "could not be measured, so it counts as"
     if isinstance(coverage, endpoint_coverage.Coverage):
+        measured = f"{coverage.percent:.1f}% is"
         if settings.coverage_json is not None:
             lines.append(f"endpoint coverage JSON: {settings.coverage_json}")
-        if settings.coverage_fail_under is not None and coverage.percent < settings.coverage_fail_under:
-            lines.append(
-                f"FAILED: endpoint coverage {coverage.percent:.1f}% is below "
-                f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
-            )
+    if coverage is not None and _below_fail_under(coverage, settings.coverage_fail_under):
+        lines.append(
+            f"FAILED: endpoint coverage {measured} below "
+            f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
+        )
     if settings.html is not None and getattr(config, "workerinput", None) is None:
         write_html(
             settings.html,

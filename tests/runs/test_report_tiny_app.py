@@ -107,6 +107,19 @@ def test_openapi_coverage_gate_and_bearer_labels(project: pytest.Pytester, data_
     passing = run_inner(project, data_dir, "--nocrud-coverage-fail-under=50")
     assert passing.ret == pytest.ExitCode.OK, passing.stdout.str()
 
+    wrong_path = run_inner(
+        project, data_dir, "-o", "nocrud_openapi_path=/nope.json", "--nocrud-coverage-fail-under=10"
+    )
+    assert wrong_path.ret == pytest.ExitCode.TESTS_FAILED, "a gate that cannot measure must not pass"
+    wrong_path.stdout.fnmatch_lines(
+        [
+            "endpoints: not measured (nocrud_openapi_path: GET http://127.0.0.1:*/nope.json answered 404;"
+            " check the path)",
+            "FAILED: endpoint coverage could not be measured, so it counts as below"
+            " --nocrud-coverage-fail-under=10",
+        ]
+    )
+
 
 def test_a_failed_template_build_is_the_first_thing_on_the_page(
     project: pytest.Pytester, data_dir: Path

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_nocrud import cli, perf
+from pytest_nocrud.config import bare_optional
 from pytest_nocrud.coverage import Endpoint, _pretty, _unnamed, from_openapi, measure
 from pytest_nocrud.errors import UsageError
 from pytest_nocrud.fixtures import client_label
@@ -246,7 +247,5 @@ def test_page_puts_failures_first_and_draws_a_lane_per_worker() -> None:
 
 
 def test_a_bare_coverage_flag_leaves_the_next_argument_alone() -> None:
-    from pytest_nocrud.config import bare_optional
-
     args = ["-n", "2", "--nocrud-coverage", "tests", "--nocrud-coverage=cov.json"]
     assert bare_optional(args) == ["-n", "2", "--nocrud-coverage=", "tests", "--nocrud-coverage=cov.json"]
