@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
+from .config import Settings
 from .errors import UsageError
+from .pg.builders import detect_django_project
 from .record import TestRecord
 from .routes import path_only
 
@@ -210,6 +212,24 @@ def _pretty(regex: str) -> str:
 
 def _unnamed(regex: str) -> str:
     return _replace_groups(regex, lambda name, group: "(?:" + group[len(f"(?P<{name}>") :])
+
+
+def endpoint_list(settings: Settings, openapi_rows: Sequence[Mapping[str, str]]) -> list[Endpoint]:
+    """The app's endpoints: the OpenAPI rows the workers fetched, or the Django URLconf.
+
+    Raises ``UsageError`` saying why there is no list (a worker's fetch error, no app, no source).
+    """
+    if settings.openapi_path:
+        errors = [row["error"] for row in openapi_rows if "error" in row]
+        if errors:
+            raise UsageError(errors[0])
+        if not openapi_rows:
+            raise UsageError("no app was started, so its OpenAPI schema could not be read")
+        return [Endpoint(row["method"], row["route"], row["pattern"]) for row in openapi_rows]
+    manage_py = detect_django_project(settings.rootpath)
+    if manage_py is None:
+        raise UsageError("set nocrud_openapi_path (or use a Django app) to know the app's endpoints")
+    return from_django(manage_py, app_environment(settings.app_env))
 
 
 # -- measuring -----------------------------------------------------------------------------------------

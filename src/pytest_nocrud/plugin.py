@@ -35,7 +35,6 @@ from .fixtures import (
 )
 from .html import write as write_html
 from .perf import PerfRecorder, git_sha, new_run_id
-from .pg.builders import detect_django_project
 from .pg.procs import ProcessId
 from .record import TestRecord, TestTrace
 from .report import summary_lines
@@ -249,21 +248,9 @@ def _measure_coverage(config: pytest.Config, runtime: Runtime) -> endpoint_cover
     """Coverage of the run, or one line that says why it could not be measured."""
     records = config.stash[_RECORDS]
     settings = runtime.settings
-    rows = config.stash[_ENDPOINTS]
+    rows: list[dict[str, str]] = config.stash[_ENDPOINTS]
     try:
-        if settings.openapi_path:
-            errors = [row["error"] for row in rows if "error" in row]
-            if errors:
-                return errors[0]
-            if not rows:
-                return "no app was started, so its OpenAPI schema could not be read"
-            endpoints = [endpoint_coverage.Endpoint(**row) for row in rows]
-        else:
-            manage_py = detect_django_project(settings.rootpath)
-            if manage_py is None:
-                return "set nocrud_openapi_path (or use a Django app) to know the app's endpoints"
-            env = endpoint_coverage.app_environment(settings.app_env)
-            endpoints = endpoint_coverage.from_django(manage_py, env)
+        endpoints = endpoint_coverage.endpoint_list(settings, rows)
     except NocrudError as exc:
         return str(exc)
     result = endpoint_coverage.measure(endpoints, records)
