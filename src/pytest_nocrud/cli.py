@@ -10,6 +10,8 @@
                          one CrudFlow per collection resource (never overwriting a file)
 ``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
 ``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
+``nocrud perf DIR``      per-route latency of a ``--nocrud-perf`` record; ``--set-baseline FILE`` stores
+                         it, ``--baseline FILE --threshold 20% --metric p50`` gates on it (exit 1)
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import perf
 from .app import reap_orphaned_apps, tidy_leftovers
 from .errors import NocrudError, UsageError
 from .pg import admin
@@ -77,12 +80,27 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build (or reuse) the template as a test run would")
     build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
     commands.add_parser("preview", help="what a build would do now, and the SQL it would run")
+    gate = commands.add_parser("perf", help="summarize a --nocrud-perf record; compare with a baseline")
+    gate.add_argument("directory", type=Path, help="the --nocrud-perf directory")
+    gate.add_argument("--run", help="run id (default: the newest run)")
+    gate.add_argument("--set-baseline", type=Path, metavar="FILE", help="write this run's summary as JSON")
+    gate.add_argument(
+        "--baseline", type=Path, metavar="FILE", help="compare with this baseline; exit 1 if slower"
+    )
+    gate.add_argument("--threshold", default=f"{perf.DEFAULT_THRESHOLD:g}%", help="how much slower passes")
+    gate.add_argument("--metric", default=perf.DEFAULT_METRIC, choices=perf.METRICS)
+    gate.add_argument("--min-samples", type=int, default=perf.DEFAULT_MIN_SAMPLES,
+                      help="compare only routes with at least this many requests on both sides")  # fmt: skip
+    gate.add_argument("--min-delta-ms", type=float, default=perf.DEFAULT_MIN_DELTA_MS,
+                      help="ignore slowdowns smaller than this many milliseconds")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "perf":  # reads files only: no server
+            return _perf(args)
         if args.command == "scaffold":
             return _scaffold(args)
         if args.command in ("build", "preview"):
@@ -181,7 +199,7 @@ def _scaffold(args: argparse.Namespace) -> int:
     out: Path = args.out or (root / "tests" if (root / "tests").is_dir() else root) / "test_crud_scaffold.py"
     if out.exists():
         raise UsageError(f"{out} exists; scaffold never overwrites a file: pass --out NEW_FILE or remove it")
-    from .plugin import fetch_schema  # imports pytest: only this command needs it
+    from .schema_fetch import fetch_schema  # imports pytest: only this command needs it
 
     document, url = fetch_schema(root, args.openapi)
     if not isinstance(document, dict):
@@ -192,6 +210,32 @@ def _scaffold(args: argparse.Namespace) -> int:
         file.write(render(resources, document=document, source=urlsplit(url).path))
     names = ", ".join(r.name for r in resources) or "none"
     print(f"wrote {out}: {len(resources)} CrudFlow(s) ({names}); fill in the TODO auth line, then run it")
+    return 0
+
+
+def _perf(args: argparse.Namespace) -> int:
+    run_id, rows = perf.load(args.directory, args.run)
+    summary = perf.summarize(rows)
+    print(f"run {run_id}: {len(rows)} request(s), {len(summary)} route(s)")
+    print(perf.summary_table(summary))
+    if args.set_baseline:
+        perf.write_baseline(args.set_baseline, summary, run_id=run_id)
+        print(f"baseline written: {args.set_baseline}")
+    if args.baseline:
+        threshold = perf.parse_threshold(args.threshold)
+        result = perf.compare(
+            perf.read_baseline(args.baseline),
+            summary,
+            metric=args.metric,
+            threshold=threshold,
+            min_samples=args.min_samples,
+            min_delta_ms=args.min_delta_ms,
+        )
+        report = perf.comparison_report(
+            result, metric=args.metric, threshold=threshold, min_samples=args.min_samples
+        )
+        print(f"\n{report}")
+        return 1 if result.regressions else 0
     return 0
 
 

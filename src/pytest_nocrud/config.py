@@ -33,7 +33,7 @@ class Option:
     flag: str | None = None  # command-line flag, e.g. "--nocrud-dsn"
     env: str | None = None  # environment variable
     ini: bool = True
-    kind: str = "string"  # "string" | "linelist" | "bool" (flags only)
+    kind: str = "string"  # "string" | "linelist" | "bool" / "optional" (flags only; optional: --flag[=V])
     default: Any = None
 
     @property
@@ -54,7 +54,15 @@ OPTIONS: tuple[Option, ...] = (
            flag="--nocrud-rebuild", ini=False, kind="bool", default=False),
     Option("nocrud_keep_failed", "Keep a failed test's database and print its DSN.",
            flag="--nocrud-keep-failed", ini=False, kind="bool", default=False),
-    Option("nocrud_html", "Write an HTML request timeline to PATH.", flag="--nocrud-html", ini=False),
+    Option("nocrud_html", "Write the HTML run report (failures, per-worker timeline, slowest tests) to PATH.",
+           flag="--nocrud-html", ini=False),
+    Option("nocrud_perf", "Record every request as ndjson under DIR/<run_id>/ (see `nocrud perf`).",
+           flag="--nocrud-perf", ini=False),
+    Option("nocrud_coverage", "Endpoint coverage: which of the app's endpoints the run called; "
+           "=PATH also writes JSON there.", flag="--nocrud-coverage", ini=False, kind="optional"),
+    Option("nocrud_coverage_fail_under", "Fail the run when endpoint coverage is below N percent.",
+           flag="--nocrud-coverage-fail-under", ini=False),
+    Option("nocrud_openapi_path", "The app's OpenAPI schema path (endpoint coverage, nocrud scaffold)."),
     Option("nocrud_builder", "How the template is built: django | sql:<dir> | command:<cmd> | "
            "python:<module>:<function>."),
     Option("nocrud_template_inputs", "Glob lines whose files feed the template key.", kind="linelist"),
@@ -72,10 +80,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("nocrud_clone_strategy", "CREATE DATABASE strategy: auto | file_copy | wal_log.",
            default="auto"),
     Option("nocrud_serial_reset", "Serial mode: shell command run before each flow."),
-    Option("nocrud_openapi_path", "The app's OpenAPI schema path (nocrud scaffold)."),
 )  # fmt: skip
 
 _BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def bare_optional(args: Sequence[str]) -> list[str]:
+    """``--nocrud-coverage tests/`` must not read ``tests/`` as the PATH: a bare optional-value flag
+    becomes ``--nocrud-coverage=`` (on, no value), so only ``--nocrud-coverage=PATH`` sets one."""
+    flags = {option.flag for option in OPTIONS if option.kind == "optional"}
+    return [f"{arg}=" if arg in flags else arg for arg in args]
 
 
 def register(parser: pytest.Parser) -> None:
@@ -84,6 +98,11 @@ def register(parser: pytest.Parser) -> None:
         if option.flag:
             if option.kind == "bool":
                 group.addoption(option.flag, action="store_true", dest=option.dest, help=option.help)
+            elif option.kind == "optional":  # --flag alone, or --flag=VALUE
+                group.addoption(
+                    option.flag, dest=option.dest, nargs="?", const="", default=None, metavar="PATH",
+                    help=option.help,
+                )
             else:
                 group.addoption(
                     option.flag,
@@ -109,7 +128,7 @@ class Value:
 def _lookup(config: pytest.Config, option: Option, environ: Mapping[str, str]) -> Value:
     if option.flag:
         cli = config.getoption(option.dest, default=None)
-        if cli not in (None, False):
+        if cli not in (None, False) or (option.kind == "optional" and cli == ""):
             return Value(cli, option.flag)
     if option.env and environ.get(option.env):
         return Value(environ[option.env], f"environment variable {option.env}")
@@ -137,6 +156,18 @@ def _choice(value: Value, choices: Sequence[str]) -> str:
     if text not in choices:
         raise pytest.UsageError(f"{value.source} = {value.raw!r}: accepted values are {', '.join(choices)}.")
     return text
+
+
+def _percent(value: Value) -> float | None:
+    if value.raw is None:
+        return None
+    try:
+        number = float(str(value.raw).strip().rstrip("%"))
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 100:
+        raise pytest.UsageError(f"{value.source} = {value.raw!r}: a percentage from 0 to 100.")
+    return number
 
 
 def _dsn(value: Value) -> str | None:
@@ -214,6 +245,11 @@ class Settings:
     rebuild: bool
     keep_failed: bool
     html: Path | None
+    perf: Path | None
+    coverage: bool
+    coverage_json: Path | None
+    coverage_fail_under: float | None
+    openapi_path: str | None
     builder: str | None
     template_inputs: tuple[str, ...]
     fixtures: tuple[str, ...]
@@ -226,7 +262,6 @@ class Settings:
     clone_strategy: str
     serial_reset: str | None
     app_url: str | None  # serial mode's app (NOCRUD_APP_URL)
-    openapi_path: str | None = None
     sql_vars: tuple[tuple[str, str], ...] = ()
     incremental_command: bool = False
 
@@ -248,6 +283,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
     data_dir = text("nocrud_data_dir")
     html = text("nocrud_html")
+    perf = text("nocrud_perf")
+    coverage_raw = get("nocrud_coverage").raw
+    fail_under = _percent(get("nocrud_coverage_fail_under"))
+    openapi_path = text("nocrud_openapi_path")
+    if openapi_path and not openapi_path.startswith("/"):
+        raise pytest.UsageError(f"{get('nocrud_openapi_path').source}: the path must start with '/'.")
     ready_path = text("nocrud_app_ready_path") or "/"
     if not ready_path.startswith("/"):
         raise pytest.UsageError(f"{get('nocrud_app_ready_path').source}: the path must start with '/'.")
@@ -281,6 +322,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         rebuild=bool(get("nocrud_rebuild").raw),
         keep_failed=bool(get("nocrud_keep_failed").raw),
         html=Path(html) if html else None,
+        perf=Path(perf) if perf else None,
+        coverage=coverage_raw is not None or fail_under is not None,
+        coverage_json=Path(coverage_raw) if coverage_raw else None,
+        coverage_fail_under=fail_under,
+        openapi_path=openapi_path,
         builder=_builder(get("nocrud_builder"), rootpath, fixtures),
         template_inputs=tuple(get("nocrud_template_inputs").raw or ()),
         fixtures=fixtures,
@@ -293,7 +339,6 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         clone_strategy=_choice(get("nocrud_clone_strategy"), CLONE_STRATEGIES),
         serial_reset=text("nocrud_serial_reset"),
         app_url=app_url.rstrip("/") if app_url else None,
-        openapi_path=text("nocrud_openapi_path"),
         sql_vars=_env_lines(get("nocrud_sql_vars")),
         incremental_command=_flag(get("nocrud_incremental_command")),
     )

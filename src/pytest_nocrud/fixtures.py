@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ import pytest
 
 from .app import AppLog, AppProcess
 from .errors import SetupFailed
-from .flows.auth import Login, new_client
+from .flows.auth import AsBearer, AsUser, Login, new_client
 from .flows.baked import BAKED
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
@@ -24,6 +25,7 @@ RUNTIME = pytest.StashKey[Runtime]()
 KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept
 REQUESTS = pytest.StashKey[RequestLog]()  # this test's HTTP requests, shown when it fails
 APP_LOG_FROM = pytest.StashKey[tuple[AppLog, int]]()  # app log offset at this test's start
+HANDOFF = pytest.StashKey[tuple[float, float]]()  # (epoch start, seconds) of this test's database handoff
 T = TypeVar("T")
 
 
@@ -47,7 +49,9 @@ def nocrud_template(request: pytest.FixtureRequest, nocrud_postgres: PostgresSer
 def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[TestDatabase]:
     """This test's fresh database: ``.name``, ``.dsn``, ``.connect()``."""
     runtime = runtime_of(request.config)
+    started, clock = time.time(), time.perf_counter()
     database = TestDatabase(_or_fail(runtime.fresh_database))
+    request.node.stash[HANDOFF] = (started, time.perf_counter() - clock)
     yield database
     database.close()
     kept = request.node.stash.get(KEEP_AS, None)
@@ -98,7 +102,7 @@ def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[...,
     made: list[httpx.Client] = []
 
     def make(as_user: Login | None = None, label: str | None = None) -> httpx.Client:
-        client = new_client(nocrud_client, as_user=as_user, label=label)
+        client = new_client(nocrud_client, as_user=as_user, label=label or client_label(as_user))
         made.append(client)
         return client
 
@@ -112,6 +116,15 @@ def nocrud_setup(request: pytest.FixtureRequest, nocrud_template: Template) -> M
     """What the ``@template_setup`` functions returned, by function name (read-only; one read per worker)."""
     stored = _or_fail(runtime_of(request.config).template_setup_outputs)
     return frozen(stored.outputs)  # type: ignore[no-any-return]
+
+
+def client_label(as_user: Login | None) -> str | None:
+    """A label that tells clients apart in reports: ``as writer``, ``bearer …f00`` (a token's last 3)."""
+    if isinstance(as_user, AsUser):
+        return f"as {as_user.username}"
+    if isinstance(as_user, AsBearer) and as_user.label == "bearer":  # the default: add the token's tail
+        return f"bearer …{as_user.token[-3:]}" if len(as_user.token) >= 12 else "bearer"
+    return None
 
 
 @pytest.fixture(autouse=True)

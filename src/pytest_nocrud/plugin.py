@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from . import config as nocrud_config
-from .app import AppProcess, app_environment
-from .errors import NocrudError, UsageError
+from . import coverage as endpoint_coverage
+from .errors import NocrudError
 from .fixtures import (
     APP_LOG_FROM,
+    HANDOFF,
     KEEP_AS,
     REQUESTS,
     RUNTIME,
@@ -36,10 +35,10 @@ from .fixtures import (
     nocrud_template,
 )
 from .flows.baked import BAKED
-from .html import TestRecord, test_record
 from .html import write as write_html
-from .pg.builders import detect_django_project
+from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
+from .record import TestRecord, TestTrace
 from .redaction import Redact, redactor, scrub_report
 from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
@@ -58,16 +57,31 @@ __all__ = [
 
 _OWNER_KEY = "nocrud_owner"
 _STATS_KEY = "nocrud_stats"
-_HTML_KEY = "nocrud_html"
+_RECORDS_KEY = "nocrud_records"
+_ENDPOINTS_KEY = "nocrud_endpoints"
+_RUN_ID_KEY = "nocrud_run_id"
 _BAKED_KEY = "nocrud_baked_logins"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
-_HTML_RECORDS = pytest.StashKey[list[TestRecord]]()
+_RECORDS = pytest.StashKey[list[TestRecord]]()  # every finished test of the run (all workers, at the end)
+_TRACE = pytest.StashKey[TestTrace]()  # one test's phases, until its teardown report
+_PERF = pytest.StashKey[PerfRecorder]()
+_ENDPOINTS = pytest.StashKey[list[dict[str, str]]]()  # from the live app's OpenAPI schema
+_STARTED = pytest.StashKey[float]()
+_COVERAGE = pytest.StashKey[endpoint_coverage.Coverage | str]()  # the result, or why there is none
 _WORKER_BAKED = pytest.StashKey[list[dict[str, Any]]]()
 _REDACT = pytest.StashKey[Redact]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     nocrud_config.register(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """``--nocrud-coverage tests/``: the bare flag must not swallow the test path as its PATH."""
+    args[:] = nocrud_config.bare_optional(args)
 
 
 @pytest.hookimpl(trylast=True)
@@ -93,11 +107,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REDACT] = redactor(settings, os.environ)
     _terminate_like_ctrl_c()
     config.stash[_WORKER_STATS] = []
-    config.stash[_HTML_RECORDS] = []
     config.stash[_WORKER_BAKED] = []
     BAKED.clear()
+    config.stash[_RECORDS] = []
+    config.stash[_ENDPOINTS] = []
+    config.stash[_STARTED] = time.time()
+    run_id = str(workerinput.get(_RUN_ID_KEY, "")) if workerinput else ""
+    run_id = run_id or new_run_id(owner.pid)
+    if settings.perf is not None:
+        config.stash[_PERF] = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(owner), "nocrud-xdist")
+        config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
 
 
 def _terminate_like_ctrl_c() -> None:
@@ -146,13 +166,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     runtime = item.config.stash[RUNTIME]
     if report.failed:
         _attach_diagnostics(item, report)
+    _trace(item, report, call, runtime.worker)
     if report.when == "call" and REQUESTS in item.stash:
         runtime.note_requests(entry.ms for entry in item.stash[REQUESTS].entries)
-    if report.when == "call" and runtime.settings.html and REQUESTS in item.stash:
-        record = test_record(
-            item.nodeid, report.outcome, report.duration, runtime.worker, item.stash[REQUESTS].entries
-        )
-        item.config.stash[_HTML_RECORDS].append(record)
     if (
         report.when == "call"
         and report.failed
@@ -166,6 +182,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("nocrud", f"database kept for inspection: {kept}"))
     scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
     return report
+
+
+def _trace(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], worker: str) -> None:
+    """Add this phase to the test's trace; after teardown, turn the trace into the test's record."""
+    trace = item.stash.setdefault(_TRACE, TestTrace(item.nodeid, worker))
+    trace.add_phase(report.when, report.outcome, call.start, call.duration, xfail=hasattr(report, "wasxfail"))
+    if report.failed:
+        trace.add_failure(report.longreprtext, report.sections)
+    if report.when == "setup":
+        trace.handoff = item.stash.get(HANDOFF, None)
+    if report.when != "teardown":
+        return
+    log = item.stash.get(REQUESTS, None)
+    record = trace.finish(log.entries if log else [], log.flow_results if log else [])
+    item.config.stash[_RECORDS].append(record)
+    recorder = item.config.stash.get(_PERF, None)
+    if recorder is not None:
+        recorder.add(record)
 
 
 def _attach_diagnostics(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -188,23 +222,98 @@ def _kept_name(nodeid: str) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    workeroutput = getattr(session.config, "workeroutput", None)
+    config = session.config
+    runtime = config.stash[RUNTIME]
+    if runtime.settings.coverage and runtime.settings.openapi_path:
+        _fetch_openapi(config, runtime)
+    workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[_STATS_KEY] = session.config.stash[RUNTIME].stats()
-        workeroutput[_HTML_KEY] = session.config.stash[_HTML_RECORDS]
+        workeroutput[_STATS_KEY] = runtime.stats()
+        workeroutput[_RECORDS_KEY] = config.stash[_RECORDS]
+        workeroutput[_ENDPOINTS_KEY] = config.stash[_ENDPOINTS]
         workeroutput[_BAKED_KEY] = BAKED.summary()
+        return
+    if runtime.settings.coverage:
+        result = _measure_coverage(config, runtime)
+        config.stash[_COVERAGE] = result
+        if _below_fail_under(result, runtime.settings.coverage_fail_under):
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _below_fail_under(result: endpoint_coverage.Coverage | str, fail_under: float | None) -> bool:
+    """A gate that could not measure fails too: a silent pass would hide a broken schema path."""
+    if fail_under is None:
+        return False
+    return isinstance(result, str) or result.percent < fail_under
+
+
+def _fetch_openapi(config: pytest.Config, runtime: Runtime) -> None:
+    """Read the endpoint list from this process's live app, while it still runs."""
+    url = runtime.started_app_url
+    if url is None or config.stash[_ENDPOINTS]:
+        return
+    try:
+        endpoints = endpoint_coverage.fetch_openapi(url, str(runtime.settings.openapi_path))
+    except NocrudError as exc:
+        config.stash[_ENDPOINTS].append({"error": str(exc)})
+        return
+    config.stash[_ENDPOINTS].extend(dataclasses.asdict(e) for e in endpoints)
+
+
+def _measure_coverage(config: pytest.Config, runtime: Runtime) -> endpoint_coverage.Coverage | str:
+    """Coverage of the run, or one line that says why it could not be measured."""
+    records = config.stash[_RECORDS]
+    settings = runtime.settings
+    rows: list[dict[str, str]] = config.stash[_ENDPOINTS]
+    try:
+        endpoints = endpoint_coverage.endpoint_list(settings, rows)
+    except NocrudError as exc:
+        return str(exc)
+    result = endpoint_coverage.measure(endpoints, records)
+    if settings.coverage_json is not None:
+        endpoint_coverage.write_json(settings.coverage_json, result)
+    return result
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    per_process = [*config.stash[_WORKER_STATS], config.stash[RUNTIME].stats()]
-    lines = summary_lines(per_process)
+    runtime = config.stash[RUNTIME]
+    per_process = [*config.stash[_WORKER_STATS], runtime.stats()]
+    records: list[TestRecord] = config.stash[_RECORDS]
+    settings = runtime.settings
+    coverage = config.stash.get(_COVERAGE, None)
+    coverage_line = None
+    if isinstance(coverage, endpoint_coverage.Coverage):
+        coverage_line = coverage.line()
+    elif coverage is not None:
+        coverage_line = f"endpoints: not measured ({coverage.splitlines()[0]})"
+    lines = summary_lines(per_process, records, coverage_line=coverage_line)
     if lines:
         lines += baked_login_lines([*config.stash[_WORKER_BAKED], BAKED.summary()])
-    html_path = config.stash[RUNTIME].settings.html
-    if html_path is not None and getattr(config, "workerinput", None) is None:
-        records: list[TestRecord] = config.stash[_HTML_RECORDS]
-        write_html(html_path, records, redact=config.stash[_REDACT])
-        lines.append(f"request timeline: {html_path}")
+    measured = "could not be measured, so it counts as"
+    if isinstance(coverage, endpoint_coverage.Coverage):
+        measured = f"{coverage.percent:.1f}% is"
+        if settings.coverage_json is not None:
+            lines.append(f"endpoint coverage JSON: {settings.coverage_json}")
+    if coverage is not None and _below_fail_under(coverage, settings.coverage_fail_under):
+        lines.append(
+            f"FAILED: endpoint coverage {measured} below "
+            f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
+        )
+    if settings.html is not None and getattr(config, "workerinput", None) is None:
+        write_html(
+            settings.html,
+            records,
+            per_process,
+            started=config.stash[_STARTED],
+            finished=time.time(),
+            coverage_line=coverage_line,
+            redact=config.stash[_REDACT],
+        )
+        lines.append(f"HTML report: {settings.html}")
+    recorder = config.stash.get(_PERF, None)
+    if recorder is not None:
+        lines.append(f"perf record: {recorder.path.parent} (summarize: nocrud perf {settings.perf})")
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")
         for line in lines:
@@ -220,94 +329,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 class _XdistHooks:
     """Controller side of xdist: name the run's owner for every worker; collect their stats."""
 
-    def __init__(self, owner: ProcessId) -> None:
+    def __init__(self, owner: ProcessId, run_id: str) -> None:
         self.owner = owner
+        self.run_id = run_id
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_OWNER_KEY] = self.owner.token
+        node.workerinput[_RUN_ID_KEY] = self.run_id
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {})
         if output.get(_STATS_KEY):
             node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
-        node.config.stash[_HTML_RECORDS].extend(output.get(_HTML_KEY, ()))
+        node.config.stash[_RECORDS].extend(output.get(_RECORDS_KEY, ()))
+        node.config.stash[_ENDPOINTS].extend(output.get(_ENDPOINTS_KEY, ()))
         if output.get(_BAKED_KEY):
             node.config.stash[_WORKER_BAKED].append(output[_BAKED_KEY])
-
-
-class _SchemaFetch:
-    """``nocrud scaffold``'s session: start the app as a run would, GET its schema, run no test."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.url = ""
-        self.schema: Any = None
-        self.error = "pytest ended before its session started (see its output above)"
-
-    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool:
-        return True  # the project's tests are not imported, let alone run
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        runtime = session.config.stash[RUNTIME]
-        path = self.path or runtime.settings.openapi_path or "/openapi.json"
-        try:
-            app = runtime.app()
-            self.url = app.url + path
-            response = httpx.get(self.url, timeout=30.0)
-        except (NocrudError, httpx.HTTPError) as exc:
-            self.error = str(exc)
-            return
-        manage_py = detect_django_project(runtime.settings.rootpath)
-        guessed = not (self.path or runtime.settings.openapi_path)
-        if response.status_code != 200 and guessed and manage_py is not None and isinstance(app, AppProcess):
-            self._from_drf_viewsets(runtime, app, manage_py)
-            return
-        if response.status_code != 200:
-            self.error = (
-                f"GET {path} answered {response.status_code}: set the schema path with --openapi PATH "
-                "or the ini option nocrud_openapi_path"
-            )
-            return
-        try:
-            self.schema = response.json()
-        except ValueError:
-            self.error = f"GET {path} did not answer JSON (an OpenAPI document is JSON)"
-
-    def _from_drf_viewsets(self, runtime: Runtime, app: AppProcess, manage_py: Path) -> None:
-        """No schema served: describe the DRF router's viewsets from inside the project."""
-        code = "from pytest_nocrud.drf_schema import dump; dump()"
-        env = app_environment(app.db, app.port, runtime.settings.app_env)
-        done = subprocess.run(
-            [sys.executable, str(manage_py), "shell", "-c", code],
-            cwd=manage_py.parent,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_DRF_MARK)), None)
-        if done.returncode != 0 or line is None:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            self.error = f"no schema served and describing the DRF viewsets failed:\n{tail}"
-            return
-        self.url = f"{app.url}/ (the Django REST framework router's viewsets)"
-        self.schema = json.loads(line[len(_DRF_MARK) :])
-
-
-_DRF_MARK = "NOCRUD-SCHEMA "
-
-
-def fetch_schema(rootdir: Path, path: str | None) -> tuple[Any, str]:
-    """The OpenAPI document of the project's app in ``rootdir``, and the URL it came from.
-
-    Runs a pytest session there (so the project's ini settings, template and app command apply
-    exactly as in a run) that collects nothing; the template is built or reused, one clone is handed
-    out, the app is started, asked for its schema and stopped.
-    """
-    grabber = _SchemaFetch(path)
-    quiet = ["-qq", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    pytest.main([str(rootdir), "-o", "addopts=", *quiet], plugins=[grabber])
-    if grabber.schema is None:
-        raise UsageError(f"cannot read the app's OpenAPI schema: {grabber.error}")
-    return grabber.schema, grabber.url

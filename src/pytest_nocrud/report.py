@@ -1,33 +1,37 @@
-"""The terminal summary block: server, template, databases handed out, handoff latency."""
+"""The terminal summary block: server, template, startup, handoffs, endpoints, slowest tests, CRUD matrix.
+
+Built from every process's ``Runtime.stats()`` and the run's test records, so it reads the same under
+xdist as in one process. Empty when nocrud did nothing (no server was used).
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .html import app_start_ms
+from .record import TestRecord
+from .routes import percentile
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (no interpolation: every reported figure was really measured)."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[index]
+__all__ = ["baked_login_lines", "percentile", "summary_lines"]
+
+SLOWEST = 5
+CRUD_LETTERS = ("C", "R", "L", "U", "D", "gone")
+MARKS = {"completed": "✔", "failed": "✘", "timed_out": "⏱", "skipped": "-"}
 
 
-def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
-    """One short block from every process's ``Runtime.stats()``: where the setup time went."""
-    servers = [s["server"] for s in per_process if "server" in s]
-    if not servers:
-        return []
-    server = servers[0]
-    started = [s["start_ms"] for s in servers if s.get("start_ms") is not None]
-    if not server["embedded"]:
-        how = "DSN"
-    elif started:
-        how = f"embedded, started in {started[0]:.0f} ms"
-    else:
-        how = "embedded, already running"
-    lines = [f"server: PostgreSQL {server['version']} ({how})"]
+def summary_lines(
+    per_process: Sequence[Mapping[str, Any]],
+    records: Sequence[TestRecord] = (),
+    *,
+    coverage_line: str | None = None,
+) -> list[str]:
+    """One short block; empty when nocrud did nothing."""
+    server = next((s["server"] for s in per_process if "server" in s), None)
+    if server is None:
+        return _setup_errors(per_process)
+    kind = "embedded" if server["embedded"] else "DSN"
+    lines = [f"server: PostgreSQL {server['version']} ({kind})"]
     templates = [s["template"] for s in per_process if "template" in s]
     if templates:
         built = [t for t in templates if not t["reused"]]
@@ -39,22 +43,85 @@ def summary_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(f"database: {first['name']} (serial mode: used as is, nothing provisioned)")
         else:
             lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
-    apps = sorted((s["worker"], s["app_start_ms"]) for s in per_process if "app_start_ms" in s)
-    if apps:
-        lines.append("app start: " + ", ".join(f"{worker} {ms:.0f} ms" for worker, ms in apps))
+    startup = _startup(server, per_process)
+    if startup:
+        lines.append(startup)
     handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
     if handoffs:
-        waits = sum(s.get("handoff_waits", 0) for s in per_process)
-        lines.append(
+        line = (
             f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms; "
-            f"{waits} waited for a clone"
+            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
         )
+        if any("handoff_waits" in s for s in per_process):
+            line += f"; {sum(int(s.get('handoff_waits', 0)) for s in per_process)} waited for a clone"
+        lines.append(line)
+    if coverage_line:
+        lines.append(coverage_line)
+    lines.extend(_setup_errors(per_process))
     lines.extend(delayed_ack_note(per_process))
+    lines.extend(_slowest(records))
+    lines.extend(crud_matrix(records))
     return lines
 
 
-def delayed_ack_note(per_process: Sequence[dict[str, Any]]) -> list[str]:
+def _startup(server: Mapping[str, Any], per_process: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    servers = [s["server"] for s in per_process if "server" in s]
+    started = [s["start_ms"] for s in servers if s.get("start_ms") is not None]
+    if started:  # whichever process started it (the others found it running)
+        parts.append(f"server {started[0]:.0f} ms")
+    elif "start_ms" in server:
+        parts.append("server already running")
+    apps = []
+    for process in sorted(per_process, key=lambda s: str(s.get("worker", ""))):
+        ms = app_start_ms(process)
+        if ms is not None:
+            apps.append(f"{process.get('worker', 'main')} {ms:.0f} ms")
+    if apps:
+        parts.append("app " + ", ".join(apps))
+    return f"startup: {'; '.join(parts)}" if parts else ""
+
+
+def _setup_errors(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
+    seen: dict[str, str] = {}
+    for process in per_process:
+        for what, text in process.get("errors", {}).items():
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            # The first line is "pytest-nocrud: X is not available:"; the cause comes next.
+            seen.setdefault(what, lines[1] if len(lines) > 1 else (lines or [what])[0])
+    return [f"SETUP FAILED: {what}: {line}" for what, line in seen.items()]
+
+
+def _slowest(records: Sequence[TestRecord]) -> list[str]:
+    slow = sorted((r for r in records if r["requests"] or r.get("handoff")), key=lambda r: -r["seconds"])
+    if not slow:
+        return []
+    return ["slowest tests:"] + [
+        f"  {r['seconds']:7.2f}s  {r['nodeid']} ({r['outcome']}, {len(r['requests'])} requests)"
+        for r in slow[:SLOWEST]
+    ]
+
+
+def crud_matrix(records: Sequence[TestRecord]) -> list[str]:
+    """``actor  C ✔ R ✔ L ✔ U ✔ D ✔ gone ✔`` per CRUD flow run, failed ones marked ``✘ FAILED``."""
+    rows = [(record, row) for record in records for row in record.get("crud", ())]
+    if not rows:
+        return []
+    width = max(len(row["resource"]) for _, row in rows)
+    runs_of: dict[str, int] = {}
+    for _, row in rows:
+        runs_of[row["resource"]] = runs_of.get(row["resource"], 0) + 1
+    lines = ["CRUD flows:"]
+    for record, row in sorted(rows, key=lambda pair: pair[1]["resource"]):
+        cells = " ".join(f"{letter} {MARKS.get(row['steps'][letter], '?')}" for letter in CRUD_LETTERS
+                         if letter in row["steps"])  # fmt: skip
+        broken = any(status in ("failed", "timed_out") for status in row["steps"].values())
+        where = f" ({record['nodeid']})" if broken or runs_of[row["resource"]] > 1 else ""
+        lines.append(f"  {row['resource']:<{width}}  {cells}" + ("  FAILED" if broken else "") + where)
+    return lines
+
+
+def delayed_ack_note(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
     """Name the ~40 ms-per-request symptom once: most requests in the delayed-ACK band."""
     count = sum(s.get("requests", {}).get("count", 0) for s in per_process)
     slow = sum(s.get("requests", {}).get("delayed_ack", 0) for s in per_process)
@@ -67,7 +134,7 @@ def delayed_ack_note(per_process: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def baked_login_lines(per_process: Sequence[dict[str, Any]]) -> list[str]:
+def baked_login_lines(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
     """How the template's baked logins fared: reused for free, or rejected and replaced by live logins."""
     reused = sum(int(s.get("reused", 0)) for s in per_process)
     rejected: dict[str, str] = {}

@@ -108,6 +108,9 @@ class Runtime:
     _warned_no_app_session: bool = False
     _requests_seen: int = 0
     _requests_like_delayed_ack: int = 0
+    #: ``(what, started epoch s, seconds, ok)`` of each shared resource's first acquisition: the
+    #: run report draws them at the head of this worker's timeline lane.
+    events: list[tuple[str, float, float, bool]] = dataclasses.field(default_factory=list)
 
     @property
     def home(self) -> Path:
@@ -119,12 +122,15 @@ class Runtime:
             return self._cache[what]  # type: ignore[return-value]
         if what in self._errors:
             raise SetupFailed(self._errors[what].brief, self._errors[what].brief)
+        started, clock = time.time(), time.perf_counter()
         try:
             value = make()
         except SetupFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure becomes one readable report
+            self.events.append((what, started, time.perf_counter() - clock, False))
             raise self._failed(what, exc) from None
+        self.events.append((what, started, time.perf_counter() - clock, True))
         self._cache[what] = value
         return value
 
@@ -391,6 +397,13 @@ class Runtime:
         return self._app
 
     @property
+    def started_app_url(self) -> str | None:
+        """The app this process started (serial: NOCRUD_APP_URL); None when none is up."""
+        if self.settings.serial:
+            return self.settings.app_url
+        return self._app.url if self._app is not None else None
+
+    @property
     def _app_registry(self) -> Path:
         return self.home / "apps" / self.owner.token
 
@@ -423,6 +436,9 @@ class Runtime:
             out["app_start_ms"] = self._app_start_ms
         if self._requests_seen:
             out["requests"] = {"count": self._requests_seen, "delayed_ack": self._requests_like_delayed_ack}
+        out["events"] = [list(event) for event in self.events]
+        if self._errors:
+            out["errors"] = {what: str(failure) for what, failure in self._errors.items()}
         return out
 
     def close(self) -> None:

@@ -104,7 +104,7 @@ def test_default_django_command_sets_tcp_nodelay(
     result = run_inner(django_project, warm_data_dir, "-p", "no:xdist", EXPECT_NODELAY="1")
 
     result.assert_outcomes(passed=4)
-    assert "app start: main" in result.stdout.str()
+    assert "startup: " in result.stdout.str() and "app main " in result.stdout.str()
 
 
 def test_stock_runserver_leaves_nagle_on(django_project: pytest.Pytester, warm_data_dir: Path) -> None:

@@ -28,15 +28,15 @@ def test_says_where_setup_time_went() -> None:
         ]
     )  # fmt: skip
     assert lines == [
-        "server: PostgreSQL 15.18 (embedded, started in 612 ms)",
+        "server: PostgreSQL 15.18 (embedded)",
         "template: nocrud_tpl_x (key abcdef012345) built in 1.50s",
-        "app start: gw0 402 ms, gw1 431 ms",
+        "startup: server 612 ms; app gw0 402 ms, gw1 431 ms",
         "databases handed out: 4; handoff p50 1.50 ms, p95 9.00 ms, max 9.00 ms; 1 waited for a clone",
     ]
 
 
 def test_a_server_that_was_running_is_said_so() -> None:
-    assert summary_lines([worker("main")])[0] == "server: PostgreSQL 15.18 (embedded, already running)"
+    assert summary_lines([worker("main")])[1] == "startup: server already running"
 
 
 def test_most_requests_in_the_delayed_ack_band_are_named_once() -> None:

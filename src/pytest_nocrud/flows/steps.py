@@ -42,7 +42,7 @@ from typing import Any, TypeVar, overload
 import httpx
 import pytest
 
-from pytest_nocrud.flows.timeline import RequestLog, RequestRecord, describe_response, log_for
+from pytest_nocrud.flows.timeline import RequestLog, RequestRecord, describe_response, log_for, mark_expected
 
 from ..errors import FlowDefinitionError, FlowFailed
 
@@ -253,6 +253,7 @@ def expect_status(response: httpx.Response, *expected: int) -> httpx.Response:
     if response.status_code not in expected:
         wanted = " or ".join(map(str, expected))
         raise AssertionError(f"expected {wanted}, got {describe_response(response)}")
+    mark_expected(response)
     return response
 
 
@@ -495,7 +496,10 @@ class Flow:
                 continue
             visible = {n: results[n].output for n in ancestors[step.name]}
             results[step.name] = self._run_step(step, client, visible, fixtures, log, clock, sleep)
-        return FlowResult(self.name, [results[s.name] for s in order])
+        result = FlowResult(self.name, [results[s.name] for s in order])
+        if log is not None:
+            log.flow_results.append(result)
+        return result
 
     def _run_step(
         self,

@@ -33,6 +33,7 @@ __all__ = [
     "format_table",
     "log_for",
     "make_client",
+    "mark_expected",
     "mask_body",
 ]
 
@@ -64,6 +65,7 @@ class RequestRecord:
     request_headers: dict[str, str] = dataclasses.field(default_factory=dict)
     request_excerpt: str = ""
     response_excerpt: str = ""
+    expected: bool = False  # the test asserted this status (``expect_status``): a 4xx here is no error
 
     @property
     def failed(self) -> bool:
@@ -165,6 +167,8 @@ class RequestLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: list[RequestRecord] = []
+        #: Results of the flows run with this log (``Flow.run`` appends): the run report's CRUD matrix.
+        self.flow_results: list[Any] = []
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -262,7 +266,7 @@ def format_table(entries: Iterable[RequestRecord], *, max_rows: int = 50, indent
     path_width = min(60, max(len("path"), *(len(r.path) for r in rows)))
     header = f"{'#':>3}  {'method':<7}"
     if with_client:
-        header += f" {'client':<10}"
+        header += f" {'client':<12}"
     header += f" {'path':<{path_width}} {'status':>6} {'ms':>8}"
     lines = [indent + header]
     for item in shown:
@@ -275,10 +279,17 @@ def format_table(entries: Iterable[RequestRecord], *, max_rows: int = 50, indent
         ms = "-" if r.ms is None else f"{r.ms:.1f}"
         line = f"{number:>3}  {r.method:<7}"
         if with_client:
-            line += f" {r.client[:10]:<10}"
+            line += f" {r.client[:12]:<12}"
         line += f" {path:<{path_width}} {status:>6} {ms:>8}"
         lines.append(indent + line)
     return "\n".join(lines)
+
+
+def mark_expected(response: httpx.Response) -> None:
+    """Remember that the test asserted this response's status, so reports do not paint it as an error."""
+    record = response.request.extensions.get(_RECORD_KEY)
+    if isinstance(record, RequestRecord):
+        record.expected = True
 
 
 def log_for(client: object) -> RequestLog | None:

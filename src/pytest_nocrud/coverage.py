@@ -1,0 +1,304 @@
+"""``--nocrud-coverage[=PATH]``: which of the app's endpoints (method + route) the run called, how often.
+
+The endpoint list comes from the app itself: its OpenAPI schema (``nocrud_openapi_path``, fetched from
+the live app), or for Django its URLconf, introspected in a subprocess with the app's settings (the
+test process never imports the app). DRF viewsets report the methods their actions map to; a plain
+function view accepts any method (``*``). Each recorded request is matched against the endpoints'
+path patterns, so ``/api/actors/3/`` counts for ``GET /api/actors/{pk}/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .config import Settings
+from .errors import UsageError
+from .pg.builders import detect_django_project
+from .record import TestRecord
+from .routes import path_only
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ANY_METHOD = "*"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str  # "GET", ..., or "*" (any)
+    route: str  # "/api/actors/{pk}/"
+    pattern: str  # regex the whole request path must match
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.route}"
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in (ANY_METHOD, method)) and re.fullmatch(self.pattern, path) is not None
+
+
+# -- OpenAPI -------------------------------------------------------------------------------------------
+
+
+def from_openapi(schema: Mapping[str, Any]) -> list[Endpoint]:
+    """Every ``paths`` entry x operation; ``{name}`` matches one path segment."""
+    paths = schema.get("paths")
+    if not isinstance(paths, Mapping):
+        raise UsageError("the OpenAPI schema has no 'paths' object")
+    prefix = ""
+    servers = schema.get("servers")
+    if isinstance(servers, list) and servers and isinstance(servers[0], Mapping):
+        url = str(servers[0].get("url", ""))
+        if "://" in url:  # absolute server URL: keep its path part
+            url = "/" + url.split("://", 1)[1].partition("/")[2]
+        prefix = url.rstrip("/") if url.startswith("/") else ""
+    endpoints = []
+    for route, operations in paths.items():
+        if not isinstance(operations, Mapping):
+            continue
+        full = prefix + str(route)
+        pattern = "".join(
+            "[^/]+" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[^}/]+\})", full)
+            if part
+        )
+        for method in operations:
+            if method.upper() in HTTP_METHODS:
+                endpoints.append(Endpoint(method.upper(), full, pattern))
+    return endpoints
+
+
+def fetch_openapi(app_url: str, schema_path: str) -> list[Endpoint]:
+    """GET the schema from the live app (JSON; YAML when PyYAML is installed)."""
+    url = app_url.rstrip("/") + schema_path
+    try:
+        response = httpx.get(
+            url, timeout=10.0, headers={"Accept": "application/json, application/vnd.oai.openapi"}
+        )
+    except httpx.HTTPError as exc:
+        raise UsageError(f"nocrud_openapi_path: GET {url} failed ({exc})") from None
+    if response.status_code != 200:
+        raise UsageError(f"nocrud_openapi_path: GET {url} answered {response.status_code}; check the path")
+    try:
+        schema = response.json()
+    except ValueError:
+        schema = _yaml(response.text, url)
+    return from_openapi(schema)
+
+
+def _yaml(text: str, url: str) -> Any:
+    try:
+        import yaml  # type: ignore[import-untyped]  # optional: only for YAML schemas
+    except ImportError:
+        raise UsageError(f"{url} is not JSON; serve the schema as JSON or install PyYAML") from None
+    return yaml.safe_load(text)
+
+
+# -- Django URLconf ------------------------------------------------------------------------------------
+
+# Runs in the app's directory with its settings; prints [[pieces, methods], ...] as JSON.
+_DJANGO_SCRIPT = r"""
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from django.urls import URLResolver, get_resolver
+
+def methods(callback):
+    actions = getattr(callback, "actions", None)
+    if actions:
+        return sorted(m.upper() for m in actions)
+    cls = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    if cls is not None:
+        names = getattr(cls, "http_method_names", ())
+        found = sorted(m.upper() for m in names if m not in ("options", "head", "trace") and hasattr(cls, m))
+        return found or ["*"]
+    return ["*"]
+
+out = []
+def walk(patterns, prefix):
+    for p in patterns:
+        pieces = prefix + [p.pattern.regex.pattern]
+        if isinstance(p, URLResolver):
+            walk(p.url_patterns, pieces)
+        else:
+            out.append([pieces, methods(p.callback)])
+walk(get_resolver().url_patterns, [])
+print("NOCRUD-URLS " + json.dumps(out))
+"""
+
+
+def django_settings_module(manage_py: Path) -> str | None:
+    """``pitchdesk.settings`` from manage.py's ``setdefault("DJANGO_SETTINGS_MODULE", ...)``."""
+    match = re.search(
+        r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)['\"]", manage_py.read_text(encoding="utf-8")
+    )
+    return match.group(1) if match else None
+
+
+def from_django(manage_py: Path, env: Mapping[str, str], python: str = sys.executable) -> list[Endpoint]:
+    """The URLconf's endpoints, read by a subprocess that imports the app (never this process)."""
+    environ = dict(env)
+    module = environ.get("DJANGO_SETTINGS_MODULE") or django_settings_module(manage_py)
+    if not module:
+        raise UsageError(f"cannot tell the Django settings module of {manage_py}; set DJANGO_SETTINGS_MODULE")
+    environ["DJANGO_SETTINGS_MODULE"] = module
+    result = subprocess.run(
+        [python, "-c", _DJANGO_SCRIPT],
+        cwd=manage_py.parent, env=environ, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("NOCRUD-URLS ")), None)
+    if result.returncode != 0 or line is None:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise UsageError(f"could not read the Django URLconf of {manage_py.parent}:\n{tail}")
+    endpoints: list[Endpoint] = []
+    for pieces, methods in json.loads(line[len("NOCRUD-URLS ") :]):
+        joined = "".join(_strip_anchors(piece) for piece in pieces)
+        if "(?P<format>" in joined:  # DRF's format-suffix twins (.json) of every route
+            continue
+        route = "/" + _pretty(joined)
+        pattern = "/" + _unnamed(joined)
+        endpoints.extend(Endpoint(method, route, pattern) for method in methods)
+    return endpoints
+
+
+def _strip_anchors(regex: str) -> str:
+    regex = regex.removeprefix("^")
+    for tail in ("\\Z", "$"):
+        regex = regex.removesuffix(tail)
+    return regex
+
+
+def _named_groups(regex: str) -> Iterable[tuple[int, int, str]]:
+    """``(start, end, name)`` of each top-level ``(?P<name>...)`` group (balanced parentheses)."""
+    for match in re.finditer(r"\(\?P<(\w+)>", regex):
+        depth, index = 0, match.start()
+        while index < len(regex):
+            char = regex[index]
+            if char == "\\":
+                index += 2
+                continue
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth == 0:
+                yield match.start(), index + 1, match.group(1)
+                break
+            index += 1
+
+
+def _replace_groups(regex: str, render: Any) -> str:
+    out, last = [], 0
+    for start, end, name in _named_groups(regex):
+        if start < last:
+            continue
+        out.append(regex[last:start])
+        out.append(render(name, regex[start:end]))
+        last = end
+    out.append(regex[last:])
+    return "".join(out)
+
+
+def _pretty(regex: str) -> str:
+    text = _replace_groups(regex, lambda name, _: "{" + name + "}")
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _unnamed(regex: str) -> str:
+    return _replace_groups(regex, lambda name, group: "(?:" + group[len(f"(?P<{name}>") :])
+
+
+def endpoint_list(settings: Settings, openapi_rows: Sequence[Mapping[str, str]]) -> list[Endpoint]:
+    """The app's endpoints: the OpenAPI rows the workers fetched, or the Django URLconf.
+
+    Raises ``UsageError`` saying why there is no list (a worker's fetch error, no app, no source).
+    """
+    if settings.openapi_path:
+        errors = [row["error"] for row in openapi_rows if "error" in row]
+        if errors:
+            raise UsageError(errors[0])
+        if not openapi_rows:
+            raise UsageError("no app was started, so its OpenAPI schema could not be read")
+        return [Endpoint(row["method"], row["route"], row["pattern"]) for row in openapi_rows]
+    manage_py = detect_django_project(settings.rootpath)
+    if manage_py is None:
+        raise UsageError("set nocrud_openapi_path (or use a Django app) to know the app's endpoints")
+    return from_django(manage_py, app_environment(settings.app_env))
+
+
+# -- measuring -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+    counts: dict[str, int]  # endpoint key -> calls
+    unmatched: int  # requests that matched no endpoint (404 probes, typos)
+
+    @property
+    def called(self) -> list[str]:
+        return [key for key, count in self.counts.items() if count]
+
+    @property
+    def missing(self) -> list[str]:
+        return [key for key, count in self.counts.items() if not count]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * len(self.called) / len(self.counts) if self.counts else 100.0
+
+    def line(self, limit: int = 8) -> str:
+        """``endpoints: 31 of 38 called (missing: GET /api/x/, ...)``."""
+        text = f"endpoints: {len(self.called)} of {len(self.counts)} called ({self.percent:.0f}%)"
+        missing = self.missing
+        if missing:
+            shown = ", ".join(missing[:limit]) + (
+                f", +{len(missing) - limit} more" if len(missing) > limit else ""
+            )
+            text += f" (missing: {shown})"
+        return text
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "called": len(self.called),
+            "total": len(self.counts),
+            "percent": round(self.percent, 1),
+            "unmatched_requests": self.unmatched,
+            "endpoints": [{"endpoint": key, "calls": count} for key, count in self.counts.items()],
+        }
+
+
+def measure(endpoints: Sequence[Endpoint], records: Iterable[TestRecord]) -> Coverage:
+    unique = list({e.key: e for e in endpoints}.values())
+    counts = {e.key: 0 for e in unique}
+    unmatched = 0
+    for record in records:
+        for request in record["requests"]:
+            path = path_only(str(request["path"]))
+            hit = next(
+                (e for e in unique if e.method == request["method"] and e.matches(request["method"], path)),
+                None,
+            )
+            hit = hit or next((e for e in unique if e.matches(request["method"], path)), None)
+            if hit is None:
+                unmatched += 1
+            else:
+                counts[hit.key] += 1
+    return Coverage(counts, unmatched)
+
+
+def write_json(path: Path, coverage: Coverage) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(coverage.as_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def app_environment(extra: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """This process's environment plus the ini's ``nocrud_app_env`` lines that need no placeholder."""
+    env = dict(os.environ)
+    env.update({name: value for name, value in extra if "{" not in value})
+    return env
