@@ -29,8 +29,10 @@ APP = r'''
 """Tiny app under test: one table, a few endpoints, misbehaviour chosen by APP_MODE."""
 import time
 T0 = time.time()  # before the slow imports: as close to the spawn as the app can tell
-import http.server, json, os, pathlib, signal, socket, sys, time
+import contextlib, http.server, json, os, pathlib, signal, socket, sys, time
 import psycopg
+
+KEPT = None  # wrong-db mode's pooled connection
 
 MODE = os.environ.get("APP_MODE", "ok")
 HERE = pathlib.Path(__file__).parent
@@ -80,8 +82,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _db(self):
-        if MODE == "wrong-db":  # settings that ignore DATABASE_URL: the server's own database
-            return psycopg.connect(os.environ["DATABASE_URL"], dbname="postgres", autocommit=True)
+        if MODE == "wrong-db":  # settings that ignore DATABASE_URL, and a pool that keeps its session
+            global KEPT
+            if KEPT is None:
+                KEPT = psycopg.connect(os.environ["DATABASE_URL"], dbname="postgres", autocommit=True)
+            return contextlib.nullcontext(KEPT)
         return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
 
     def do_GET(self):
@@ -311,7 +316,7 @@ def test_an_app_on_another_database_is_stopped_before_any_test(
 
     out = result.stdout.str()
     result.assert_outcomes(passed=2, errors=3)  # the tests without the app still run
-    assert out.count("the app connected to database 'postgres' instead of this worker's test database") == 3
+    assert out.count("the app connected to database 'postgres' instead of this worker's test database") == 4
     assert out.count("Make the app's settings read DATABASE_URL") == 1, "in full once, then one line"
     _assert_nothing_left(pytester, warm_data_dir, out)
 

@@ -32,7 +32,9 @@ ROOT_URLCONF = "tinyproj.urls"
 INSTALLED_APPS = []
 MIDDLEWARE = []
 DATABASES = {"default": {
-    "ENGINE": "django.db.backends.postgresql", "NAME": os.environ["PGDATABASE"],
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": os.environ.get("DB_NAME", "devdb") if os.environ.get("READS_DB_NAME")
+            else os.environ["PGDATABASE"],
     "HOST": os.environ["PGHOST"], "PORT": os.environ["PGPORT"], "USER": os.environ["PGUSER"],
     "PASSWORD": os.environ.get("PGPASSWORD", ""),
 }}
@@ -114,3 +116,15 @@ def test_stock_runserver_leaves_nagle_on(django_project: pytest.Pytester, warm_d
     result = run_inner(django_project, warm_data_dir, "-p", "no:xdist", "-o", stock, EXPECT_NODELAY="0")
 
     result.assert_outcomes(passed=4)
+
+
+def test_settings_on_another_database_stop_the_app_before_any_test(
+    django_project: pytest.Pytester, warm_data_dir: Path
+) -> None:
+    """Settings that read DB_NAME (default: the developer's database) instead of DATABASE_URL/PG*."""
+    result = run_inner(django_project, warm_data_dir, "-p", "no:xdist", READS_DB_NAME="1", EXPECT_NODELAY="1")
+
+    result.assert_outcomes(errors=4)
+    out = result.stdout.str()
+    assert "DATABASES['default'] names database 'devdb', not the test database 'nocrud_r" in out, out
+    assert out.count("nocrud_app_env (e.g. DB_NAME={dbname})") == 1, "in full once, then one line"

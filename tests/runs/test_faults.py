@@ -56,7 +56,7 @@ def test_postgres_killed_mid_run_is_said_once_with_its_log(project: pytest.Pytes
 
     out = result.stdout.str()
     result.assert_outcomes(passed=4, errors=6)
-    assert out.count("the PostgreSQL server stopped") == 6, out
+    assert out.count("the PostgreSQL server stopped") == 7, out  # in full, 5 one-liners, the summary
     assert out.count("Last lines of its log") == 1, out
     assert "terminating connection due to unexpected postmaster exit" in out, "the log tail is shown"
     assert "Traceback" not in out and "psycopg" not in out, out

@@ -4,7 +4,8 @@ The inner project is a small real app (``APP``: stdlib ``http.server`` + psycopg
 login: ``GET /csrf`` sets a ``csrftoken`` cookie, ``POST /login`` checks it and stores a session row
 (valid one hour) in the database, ``GET /me`` answers 200 only with a live session. The app appends
 every request it serves to ``requests.log`` with the database it serves, so login requests are counted
-where they land -- and build-time requests (database ``nocrud_tpl_*``) are told apart from tests'.
+where they land -- and build-time requests (database ``nocrud_bld_*``, a layer being built) are told
+apart from tests'.
 ``APP_CLOCK_OFFSET`` moves the app's clock forward: a template older than its sessions' lifetime.
 """
 
@@ -193,7 +194,7 @@ def served(project: Path) -> list[tuple[str, str, str]]:
     log = project / "requests.log"
     lines = log.read_text().splitlines() if log.exists() else []
     log.unlink(missing_ok=True)
-    return [("build" if db.startswith("nocrud_tpl_") else "test", m, p) for db, m, p in map(str.split, lines)]
+    return [("build" if db.startswith("nocrud_bld_") else "test", m, p) for db, m, p in map(str.split, lines)]
 
 
 def logins(requests: list[tuple[str, str, str]], phase: str) -> int:
@@ -307,6 +308,7 @@ def test_a_failing_setup_is_one_clear_error_and_finalizes_nothing(
     assert out.count("failing request:") == 1, "in full once; later tests get one line"
     with live_server(data_dir) as server, admin.connect(server.admin) as conn:
         assert admin.names_like(conn, "nocrud_tpl_") == [], "the half-built template is dropped"
+        assert admin.names_like(conn, "nocrud_bld_") == [], "and so is its build database"
     assert postgres_pids(data_dir) == []
 
 
