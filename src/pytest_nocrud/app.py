@@ -64,6 +64,16 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
     env["PATH"] = interpreter_path(env)  # the venv's tools, even when the venv is not activated
     env.update(db.env())
     env["PGAPPNAME"] = app_session_name(db.dbname)  # where it really connects: see pg/sessions.py
+    env.update(settings_env(db, extra, app_port=app_port))
+    return env
+
+
+def settings_env(
+    db: ConnInfo, extra: Sequence[tuple[str, str]], *, app_port: int | None = None
+) -> dict[str, str]:
+    """The ``nocrud_app_env`` lines for ``db``, placeholders filled: the app gets them, and so do build
+    tools (a project whose settings read ``DB_NAME`` must migrate the template, not its default).
+    ``{app_port}`` is empty for a build tool: no app runs then."""
     values = {
         "dbname": db.dbname,
         "host": db.host,
@@ -71,8 +81,9 @@ def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]
         "user": db.user,
         "password": db.password,
         "dsn": db.dsn,
-        "app_port": str(app_port),
+        "app_port": "" if app_port is None else str(app_port),
     }
+    env = {}
     for name, template in extra:
         try:
             placeholders.check(template, placeholders.APP_ENV)

@@ -70,6 +70,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("nocrud_sql_vars", "NAME=value lines for templated SQL files (*.sql.j2).", kind="linelist"),
     Option("nocrud_incremental_command", "command: builders: build appended inputs on a clone of the "
            "previous schema layer (the tool tracks what it applied, e.g. Alembic).", default="false"),
+    Option("nocrud_allow_empty_template", "Accept a template in which the builder created no table, view, "
+           "sequence or function (refused by default: the builder most likely ran elsewhere).",
+           default="false"),
     Option("nocrud_app_command", "Shell command that starts the app ({port}, {host}, {python})."),
     Option("nocrud_app_ready_path", "HTTP path polled until the app answers.", default="/"),
     Option("nocrud_app_env", "NAME=value lines added to the app's environment.", kind="linelist"),
@@ -264,6 +267,7 @@ class Settings:
     app_url: str | None  # serial mode's app (NOCRUD_APP_URL)
     sql_vars: tuple[tuple[str, str], ...] = ()
     incremental_command: bool = False
+    allow_empty_template: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -341,4 +345,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         app_url=app_url.rstrip("/") if app_url else None,
         sql_vars=_env_lines(get("nocrud_sql_vars")),
         incremental_command=_flag(get("nocrud_incremental_command")),
+        allow_empty_template=_flag(get("nocrud_allow_empty_template")),
     )

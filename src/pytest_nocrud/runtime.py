@@ -24,6 +24,7 @@ from .app import (
     AppSpec,
     app_session_name,
     reap_orphaned_apps,
+    settings_env,
     stop_registered,
     tidy_leftovers,
 )
@@ -188,7 +189,7 @@ class Runtime:
                 )
             spec = "django"
         try:
-            return parse_builder(
+            builder = parse_builder(
                 spec,
                 root=root,
                 fixtures=self.settings.fixtures,
@@ -197,6 +198,9 @@ class Runtime:
             )
         except ValueError as exc:
             raise BuildError(f"nocrud_builder = {spec!r}: {exc}") from None
+        app_env = self.settings.app_env
+        builder.extra_env = lambda db: settings_env(db, app_env)  # the app's settings, for its tools too
+        return builder
 
     def template(self) -> Template:
         return self.once("template", self._ensure_template)
@@ -223,6 +227,7 @@ class Runtime:
             progress=self.progress,
             after_build=(lambda db: self._run_template_setups(setups, db)) if setups else None,
             use=use,
+            require_objects=not self.settings.allow_empty_template,
         )
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:

@@ -156,6 +156,29 @@ def note_of(conn: Conn, name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "nocrud")  # nocrud: our own bookkeeping
+
+
+def user_object_count(info: ConnInfo) -> int:
+    """Tables, views, sequences, functions and types a build created in ``info``'s database, outside
+    the system schemas and our own ``nocrud`` schema: 0 means the builder worked somewhere else."""
+    with psycopg.connect(info.dsn, autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute(
+            """
+            WITH user_ns AS (
+                SELECT oid FROM pg_namespace
+                WHERE nspname <> ALL(%(system)s) AND nspname NOT LIKE 'pg\\_%%'
+            )
+            SELECT (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT oid FROM user_ns))
+                 + (SELECT count(*) FROM pg_proc WHERE pronamespace IN (SELECT oid FROM user_ns))
+                 + (SELECT count(*) FROM pg_type WHERE typnamespace IN (SELECT oid FROM user_ns)
+                                                   AND typtype IN ('e', 'd', 'c') AND typrelid = 0)
+            """,
+            {"system": list(SYSTEM_SCHEMAS)},
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def names_like(conn: Conn, prefix: str) -> list[str]:
     """Databases whose name starts with ``prefix`` (LIKE wildcards in the prefix are escaped)."""
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -80,6 +80,13 @@ class Builder(abc.ABC):
     kind: str
     schema_identity: str
     fixtures: list[str]
+    #: Extra environment for build tools, from the target database (the runtime sets it to the app's
+    #: ``nocrud_app_env`` lines: a project whose settings read ``DB_NAME`` must migrate the template,
+    #: not whatever ``DB_NAME`` defaults to).
+    extra_env: Callable[[ConnInfo], Mapping[str, str]] | None = None
+
+    def tool_env(self, target: ConnInfo) -> Mapping[str, str]:
+        return self.extra_env(target) if self.extra_env is not None else {}
 
     @property
     def identity(self) -> str:
@@ -323,7 +330,9 @@ class CommandBuilder(_SqlFixturesMixin, Builder):
             f"command: {command}"
             + (f" (on a clone; {len(new_files)} new input file(s))" if new_files else "")
         )
-        code, tail, _ = _run_tool(command, shell=True, cwd=self.root, target=target, log=log)
+        code, tail, _ = _run_tool(
+            command, shell=True, cwd=self.root, target=target, log=log, extra_env=self.tool_env(target)
+        )
         if code != 0:
             raise BuildError(
                 f"builder command failed with exit code {code}: {command}\n"
@@ -502,8 +511,9 @@ class DjangoBuilder(Builder):
     def _manage(self, server: ConnInfo, *args: str) -> str:
         cmd = [sys.executable, str(self.manage_py), *args]
         code, tail, output = _run_tool(
-            cmd, shell=False, cwd=self.project_dir, target=server, log=lambda _: None
-        )
+            cmd, shell=False, cwd=self.project_dir, target=server, log=lambda _: None,
+            extra_env=self.tool_env(server),
+        )  # fmt: skip
         if code != 0:
             raise BuildError(f"django {' '.join(args)} failed (exit code {code}):\n" + _format_tail(tail))
         return output
@@ -522,7 +532,10 @@ class DjangoBuilder(Builder):
     def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
         migrate = [sys.executable, str(self.manage_py), "migrate", "--noinput"]
         log("django: manage.py migrate --noinput" + (" (unapplied migrations only)" if new_files else ""))
-        code, tail, output = _run_tool(migrate, shell=False, cwd=self.project_dir, target=target, log=log)
+        code, tail, output = _run_tool(
+            migrate, shell=False, cwd=self.project_dir, target=target, log=log,
+            extra_env=self.tool_env(target),
+        )  # fmt: skip
         if code != 0:
             applied = re.findall(r"Applying (\S+?)\.\.\.( OK)?", output)
             failing = next((name for name, ok in reversed(applied) if not ok), None)
@@ -536,7 +549,10 @@ class DjangoBuilder(Builder):
         if self.fixtures:
             loaddata = [sys.executable, str(self.manage_py), "loaddata", *self.fixtures]
             log("django: manage.py loaddata " + " ".join(self.fixtures))
-            code, tail, _ = _run_tool(loaddata, shell=False, cwd=self.project_dir, target=target, log=log)
+            code, tail, _ = _run_tool(
+                loaddata, shell=False, cwd=self.project_dir, target=target, log=log,
+                extra_env=self.tool_env(target),
+            )  # fmt: skip
             if code != 0:
                 raise BuildError(
                     f"django loaddata {' '.join(self.fixtures)} failed (exit code {code}): "
@@ -591,11 +607,17 @@ def end_group(pgid: int) -> None:
 
 
 def _run_tool(
-    cmd: str | list[str], *, shell: bool, cwd: Path, target: ConnInfo, log: Log
+    cmd: str | list[str],
+    *,
+    shell: bool,
+    cwd: Path,
+    target: ConnInfo,
+    log: Log,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[int, list[str], str]:
-    """Run a build tool with the target's env; stream its merged output to ``log``.
+    """Run a build tool with the target's env (plus ``extra_env``); stream its merged output to ``log``.
     Returns ``(exit code, last TAIL_LINES lines, whole output)``, the password masked everywhere."""
-    env = {**os.environ, **target.env(), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **target.env(), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = interpreter_path(env)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     chunks: list[str] = []

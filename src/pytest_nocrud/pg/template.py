@@ -160,11 +160,13 @@ def ensure_template(
     progress: Progress = lambda message: None,
     after_build: AfterBuild | None = None,
     use: LayerUse | None = None,
+    require_objects: bool = True,
 ) -> Template:
     """Return the finalized data layer for ``keys``, building each layer at most once per key (or
     once per run with ``rebuild``). ``after_build`` runs on the data layer being built, after the
     fixtures and before it is finalized. ``use`` (default: a new one, closed when this process ends)
-    keeps both layers marked as in use."""
+    keeps both layers marked as in use. ``require_objects``: a full schema build that created nothing
+    is a BuildError (the builder migrated some other database), not a template."""
     use = use or LayerUse(server)
     lock_dir.mkdir(parents=True, exist_ok=True)
     layers = _Layers(server, lock_dir, run_token, rebuild, use, progress)
@@ -173,7 +175,9 @@ def ensure_template(
     if found is not None:
         layers.touch_if_present(schema)
         return _template(keys, found)
-    schema_layer = layers.ensure(schema, lambda conn: _schema_plan(conn, keys, builder, rebuild))
+    schema_layer = layers.ensure(
+        schema, lambda conn: _schema_plan(conn, keys, builder, rebuild, require_objects=require_objects)
+    )
 
     def data_plan(conn: admin.Conn) -> _Plan:
         def work(target: ConnInfo, log: Log) -> None:
@@ -234,7 +238,21 @@ class _Plan:
     new_files: Sequence[str] = ()
 
 
-def _schema_plan(conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: bool) -> _Plan:
+def empty_template_message(builder: Builder, dbname: str) -> str:
+    return (
+        f"the builder ({builder.schema_identity}) created nothing in the template database {dbname}: "
+        "no table, view, sequence, function or type outside the system schemas.\n"
+        "It most likely migrated another database. Check that the tool's settings read DATABASE_URL "
+        "or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (pytest-nocrud sets them for the builder), or "
+        "map the project's own variables in nocrud_app_env -- it applies to the builder too -- e.g.\n"
+        "  nocrud_app_env =\n      DB_NAME={dbname}\n"
+        "Nothing was finalized. If an empty template is what you want: nocrud_allow_empty_template = true"
+    )
+
+
+def _schema_plan(
+    conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: bool, *, require_objects: bool = True
+) -> _Plan:
     manifest = keys.schema.manifest
     note = {"lineage": keys.lineage, "files": manifest}
     best: tuple[str, list[str]] | None = None
@@ -248,9 +266,15 @@ def _schema_plan(conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: b
             if new is not None and (best is None or len(new) < len(best[1])):
                 best = (candidate, new)
     if best is None:
+
+        def full_build(target: ConnInfo, log: Log) -> None:
+            builder.build_schema(target, log)
+            if require_objects and admin.user_object_count(target) == 0:
+                raise BuildError(empty_template_message(builder, target.dbname))
+
         return _Plan(
             source=None,
-            work=lambda target, log: builder.build_schema(target, log),
+            work=full_build,
             describe=f"{builder.schema_identity}, {len(keys.schema.files)} input files",
             note=note,
         )
