@@ -52,9 +52,11 @@ def summary_lines(
             f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
             f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
         )
+        waits = sum(int(s.get("handoff_waits", 0)) for s in per_process)
         if any("handoff_waits" in s for s in per_process):
-            line += f"; {sum(int(s.get('handoff_waits', 0)) for s in per_process)} waited for a clone"
+            line += f"; {waits} waited for a clone"
         lines.append(line)
+        lines.extend(pool_note(waits, len(handoffs)))
     if coverage_line:
         lines.append(coverage_line)
     lines.extend(_setup_errors(per_process))
@@ -119,6 +121,16 @@ def crud_matrix(records: Sequence[TestRecord]) -> list[str]:
         where = f" ({record['nodeid']})" if broken or runs_of[row["resource"]] > 1 else ""
         lines.append(f"  {row['resource']:<{width}}  {cells}" + ("  FAILED" if broken else "") + where)
     return lines
+
+
+def pool_note(waits: int, handoffs: int) -> list[str]:
+    """Say so when the clone pool could not keep up: tests then pay a whole CREATE DATABASE each."""
+    if waits < 5 or waits * 10 < handoffs:
+        return []
+    return [
+        f"note: {waits} of {handoffs} handoffs waited for a clone: cloning the template takes longer than "
+        "a test. A bigger template costs more per clone; see README, 'When the pool cannot keep up'."
+    ]
 
 
 def delayed_ack_note(per_process: Sequence[Mapping[str, Any]]) -> list[str]:

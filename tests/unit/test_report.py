@@ -55,3 +55,10 @@ def test_most_requests_in_the_delayed_ack_band_are_named_once() -> None:
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.95), percentile([7.0], 0.95)) == (50.0, 95.0, 7.0)
+
+
+def test_a_pool_that_cannot_keep_up_is_named() -> None:
+    behind = summary_lines([worker("gw0", handoff_ms=[30.0] * 40, handoff_waits=20)])
+    assert any(line.startswith("note: 20 of 40 handoffs waited for a clone") for line in behind), behind
+    fine = summary_lines([worker("gw0", handoff_ms=[1.0] * 100, handoff_waits=3)])
+    assert not any("handoffs waited" in line for line in fine)
