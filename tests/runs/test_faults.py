@@ -55,8 +55,12 @@ def test_postgres_killed_mid_run_is_said_once_with_its_log(project: pytest.Pytes
     result = run_inner(project, data_dir, "-p", "no:xdist", DATA_DIR_GLOB=pid_files)
 
     out = result.stdout.str()
-    result.assert_outcomes(passed=4, errors=6)
-    assert out.count("the PostgreSQL server stopped") == 7, out  # in full, 5 one-liners, the summary
+    outcomes = result.parseoutcomes()
+    # A backend notices its postmaster's death a moment late: under load the next handoff may still
+    # go through, so one more test can pass before the errors start.
+    errors = outcomes.get("errors", 0)
+    assert outcomes.get("passed", 0) in (4, 5) and outcomes.get("passed", 0) + errors == 10, out
+    assert out.count("the PostgreSQL server stopped") == errors + 1, out  # each error, and the summary
     assert out.count("Last lines of its log") == 1, out
     assert "terminating connection due to unexpected postmaster exit" in out, "the log tail is shown"
     assert "Traceback" not in out and "psycopg" not in out, out
