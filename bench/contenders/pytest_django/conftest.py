@@ -132,3 +132,13 @@ def _crud_flow(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("crud_flow") is not None:
         request.getfixturevalue("nocrud_db")
         request.getfixturevalue("nocrud_app")
+
+
+@pytest.fixture
+def nocrud_setup(nocrud_client_factory: Callable[..., httpx.Client]) -> dict[str, Any]:
+    """What the example's ``@template_setup`` functions bake into pytest-nocrud's template, made per test
+    as a pytest-django suite must (the flush after each test takes it away): writer's pitch through the
+    API. The logins need no stand-in: without a baked session ``AsUser`` logs in live in every test."""
+    from pitchdesk_api import WRITER, create_pitch  # the example's own helpers (tests/ is on sys.path)
+
+    return {"prerequisites": {"pitch": create_pitch(nocrud_client_factory(as_user=WRITER))}}
