@@ -78,11 +78,16 @@ def test_crud_matrix_marks_failures() -> None:
         "gone": "skipped",
     }
     lines = crud_matrix(
-        [crud_record("t.py::test_actor", "actor", ok), crud_record("t.py::test_tag", "tag", broken)]
+        [
+            crud_record("t.py::test_actor", "actor", ok),
+            crud_record("t.py::test_tag", "tag", broken, outcome="failed"),
+            crud_record("t.py::test_bad_url", "review", broken),  # a passing test that wanted it to fail
+        ]
     )
     assert lines[0] == "CRUD flows:"
-    assert lines[1] == "  actor  C ✔ R ✔ L ✔ U ✔ D ✔ gone ✔"
-    assert lines[2] == "  tag    C ✘ R - L - U - D - gone -  FAILED (t.py::test_tag)"
+    assert lines[1] == "  actor   C ✔ R ✔ L ✔ U ✔ D ✔ gone ✔"
+    assert lines[2] == "  review  C ✘ R - L - U - D - gone -  (failed as the test expected) (t.py::test_bad_url)"
+    assert lines[3] == "  tag     C ✘ R - L - U - D - gone -  FAILED (t.py::test_tag)"
 
 
 def rows(route: str, values: list[float], method: str = "GET") -> list[dict[str, Any]]:
