@@ -86,7 +86,8 @@ def test_crud_matrix_marks_failures() -> None:
     )
     assert lines[0] == "CRUD flows:"
     assert lines[1] == "  actor   C ✔ R ✔ L ✔ U ✔ D ✔ gone ✔"
-    assert lines[2] == "  review  C ✘ R - L - U - D - gone -  (failed as the test expected) (t.py::test_bad_url)"
+    expected = "  review  C ✘ R - L - U - D - gone -  (failed as the test expected) (t.py::test_bad_url)"
+    assert lines[2] == expected
     assert lines[3] == "  tag     C ✘ R - L - U - D - gone -  FAILED (t.py::test_tag)"
 
 
