@@ -57,6 +57,8 @@ def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iter
     kept = request.node.stash.get(KEEP_AS, None)
     if kept:
         runtime.keep_database(kept)
+    else:
+        runtime.release_database()
 
 
 def _app_scope(fixture_name: str, config: pytest.Config) -> str:

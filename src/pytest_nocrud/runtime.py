@@ -333,6 +333,11 @@ class Runtime:
         if self._pool is not None:
             self._pool.keep_current(name)
 
+    def release_database(self) -> None:
+        """After a test: let the sessions on its database start ending (see ``ClonePool.release``)."""
+        if self._pool is not None:
+            self._pool.release()
+
     # -- app server ------------------------------------------------------------------------------
 
     def app_spec(self) -> AppSpec:
