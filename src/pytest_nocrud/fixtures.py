@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from .app import AppLog, AppProcess
+from .app import AppProcess
 from .errors import SetupFailed
 from .flows.auth import AsBearer, AsUser, Login, new_client
 from .flows.baked import BAKED
@@ -20,17 +20,19 @@ from .pg.testdb import TestDatabase
 from .runtime import Runtime
 from .serial import ExternalApp
 from .setups import frozen
+from .state import TestState, state_of
 
 RUNTIME = pytest.StashKey[Runtime]()
-KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept
-REQUESTS = pytest.StashKey[RequestLog]()  # this test's HTTP requests, shown when it fails
-APP_LOG_FROM = pytest.StashKey[tuple[AppLog, int]]()  # app log offset at this test's start
-HANDOFF = pytest.StashKey[tuple[float, float]]()  # (epoch start, seconds) of this test's database handoff
 T = TypeVar("T")
 
 
 def runtime_of(config: pytest.Config) -> Runtime:
     return config.stash[RUNTIME]
+
+
+def _state(request: pytest.FixtureRequest) -> TestState:
+    """This test's state, which the report hooks read (see state.py)."""
+    return state_of(request.node, runtime_of(request.config).worker)
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +53,9 @@ def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iter
     runtime = runtime_of(request.config)
     started, clock = time.time(), time.perf_counter()
     database = TestDatabase(_or_fail(runtime.fresh_database))
-    request.node.stash[HANDOFF] = (started, time.perf_counter() - clock)
+    _state(request).trace.handoff = (started, time.perf_counter() - clock)
     yield database
     database.close()
-    kept = request.node.stash.get(KEEP_AS, None)
-    if kept:
-        runtime.keep_database(kept)
 
 
 def _app_scope(fixture_name: str, config: pytest.Config) -> str:
@@ -86,7 +85,7 @@ def nocrud_client(
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
     log = RequestLog()
-    request.node.stash[REQUESTS] = log
+    _state(request).requests = log
     with make_client(nocrud_app.url, log=log) as client:
         yield client
 
@@ -136,7 +135,8 @@ def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
     if "nocrud_app" in request.fixturenames:
         app = request.getfixturevalue("nocrud_app")
         if isinstance(app, AppProcess):
-            request.node.stash[APP_LOG_FROM] = (app.log, app.log.offset())
+            state = _state(request)
+            state.app_log, state.app_log_from = app.log, app.log.offset()
 
 
 def _or_fail(make: Callable[[], T]) -> T:

@@ -20,10 +20,6 @@ from . import config as nocrud_config
 from . import coverage as endpoint_coverage
 from .errors import NocrudError
 from .fixtures import (
-    APP_LOG_FROM,
-    HANDOFF,
-    KEEP_AS,
-    REQUESTS,
     RUNTIME,
     _nocrud_test_context,
     nocrud_app,
@@ -38,11 +34,12 @@ from .flows.baked import BAKED
 from .html import write as write_html
 from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
-from .record import TestRecord, TestTrace
+from .record import TestRecord
 from .redaction import Redact, redactor, scrub_report
 from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
 from .setups import discover
+from .state import state_of
 
 __all__ = [
     "_nocrud_test_context",
@@ -63,7 +60,6 @@ _RUN_ID_KEY = "nocrud_run_id"
 _BAKED_KEY = "nocrud_baked_logins"
 _WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
 _RECORDS = pytest.StashKey[list[TestRecord]]()  # every finished test of the run (all workers, at the end)
-_TRACE = pytest.StashKey[TestTrace]()  # one test's phases, until its teardown report
 _PERF = pytest.StashKey[PerfRecorder]()
 _ENDPOINTS = pytest.StashKey[list[dict[str, str]]]()  # from the live app's OpenAPI schema
 _STARTED = pytest.StashKey[float]()
@@ -164,11 +160,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
     runtime = item.config.stash[RUNTIME]
+    state = state_of(item, runtime.worker)
     if report.failed:
-        _attach_diagnostics(item, report)
-    _trace(item, report, call, runtime.worker)
-    if report.when == "call" and REQUESTS in item.stash:
-        runtime.note_requests(entry.ms for entry in item.stash[REQUESTS].entries)
+        report.sections.extend(state.failure_sections())
+    if report.when == "call" and state.requests is not None:
+        runtime.note_requests(entry.ms for entry in state.requests.entries)
     if (
         report.when == "call"
         and report.failed
@@ -176,42 +172,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         and "nocrud_db" in getattr(item, "fixturenames", ())
         and runtime.has_pool
     ):
-        name = _kept_name(item.nodeid)
-        item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
-        kept = runtime.postgres().admin.with_db(name).masked()
-        report.sections.append(("nocrud", f"database kept for inspection: {kept}"))
+        try:
+            state.kept = runtime.keep_database(_kept_name(item.nodeid))
+            report.sections.append(("nocrud", f"database kept for inspection: {state.kept.masked()}"))
+        except NocrudError as exc:
+            report.sections.append(("nocrud", f"database not kept: {exc}"))
+    record = state.add_report(report, call)
+    if record is not None:
+        item.config.stash[_RECORDS].append(record)
+        recorder = item.config.stash.get(_PERF, None)
+        if recorder is not None:
+            recorder.add(record)
     scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
     return report
-
-
-def _trace(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], worker: str) -> None:
-    """Add this phase to the test's trace; after teardown, turn the trace into the test's record."""
-    trace = item.stash.setdefault(_TRACE, TestTrace(item.nodeid, worker))
-    trace.add_phase(report.when, report.outcome, call.start, call.duration, xfail=hasattr(report, "wasxfail"))
-    if report.failed:
-        trace.add_failure(report.longreprtext, report.sections)
-    if report.when == "setup":
-        trace.handoff = item.stash.get(HANDOFF, None)
-    if report.when != "teardown":
-        return
-    log = item.stash.get(REQUESTS, None)
-    record = trace.finish(log.entries if log else [], log.flow_results if log else [])
-    item.config.stash[_RECORDS].append(record)
-    recorder = item.config.stash.get(_PERF, None)
-    if recorder is not None:
-        recorder.add(record)
-
-
-def _attach_diagnostics(item: pytest.Item, report: pytest.TestReport) -> None:
-    """A failed test's HTTP requests and the app's log lines written during this test only."""
-    requests = item.stash.get(REQUESTS, None)
-    if requests is not None and len(requests):
-        report.sections.append(("nocrud requests", requests.format_table()))
-    log_from = item.stash.get(APP_LOG_FROM, None)
-    if log_from is not None:
-        log, offset = log_from
-        lines = log.since(offset).rstrip()
-        report.sections.append((f"app log ({log.path})", lines or "(no output during this test)"))
 
 
 def _kept_name(nodeid: str) -> str:

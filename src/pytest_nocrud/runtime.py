@@ -324,9 +324,14 @@ class Runtime:
             return self._cluster.stopped_error()
         return dsn_stopped_error(self.postgres().admin)
 
-    def keep_database(self, name: str) -> None:
-        if self._pool is not None:
-            self._pool.keep_current(name)
+    def keep_database(self, name: str) -> ConnInfo:
+        """Keep the current test's database under ``name`` (a failed test); where it now lives."""
+        if self._pool is None:
+            raise PoolError("no database to keep: this worker has no clone pool")
+        try:
+            return self._pool.keep_current(name)
+        except psycopg.Error as exc:
+            raise PoolError(f"renaming {self._pool.stable} to {name} failed: {exc}") from None
 
     # -- app server ------------------------------------------------------------------------------
 
