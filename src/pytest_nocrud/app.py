@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -144,6 +145,19 @@ class AppLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalApp:
+    """An app somebody else runs: what ``nocrud_app`` returns in serial mode (no log file)."""
+
+    url: str
+    log_path: Path | None = None
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class AppProcess:

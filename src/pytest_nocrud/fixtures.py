@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from .app import AppProcess
+from .app import AppProcess, ExternalApp
 from .errors import SetupFailed
 from .flows.auth import AsBearer, AsUser, Login, new_client
 from .flows.baked import BAKED
@@ -18,7 +18,6 @@ from .pg.server import PostgresServer
 from .pg.template import Template
 from .pg.testdb import TestDatabase
 from .runtime import Runtime
-from .serial import ExternalApp
 from .setups import frozen
 from .state import TestState, state_of
 
@@ -69,7 +68,7 @@ def nocrud_app(
 ) -> Iterator[AppProcess | ExternalApp]:
     """The live app server: ``.url``, ``.port``, ``.log_path``."""
     runtime = runtime_of(request.config)
-    if runtime.settings.app_scope == "test" and not runtime.settings.serial:
+    if runtime.app_per_test:
         request.getfixturevalue("nocrud_db")  # this test's clone first, then an app on it
         app = _or_fail(runtime.new_app)
         yield app

@@ -38,6 +38,7 @@ from .record import TestRecord
 from .redaction import Redact, redactor, scrub_report
 from .report import baked_login_lines, summary_lines
 from .runtime import Runtime
+from .serial import SerialRuntime
 from .setups import discover
 from .state import state_of
 
@@ -92,7 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         owner, is_controller = ProcessId.of(os.getpid()), workerinput is None
     worker = str(workerinput.get("workerid", "main")) if workerinput else "main"
-    config.stash[RUNTIME] = Runtime(
+    runtime_class = SerialRuntime if settings.serial else Runtime  # chosen once, for the whole run
+    config.stash[RUNTIME] = runtime_class(
         settings=settings,
         owner=owner,
         is_controller=is_controller,

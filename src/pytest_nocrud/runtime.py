@@ -8,7 +8,6 @@ setup error is reported in full once per process and briefly afterwards.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,11 +16,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from . import serial
 from .app import (
     AppLog,
     AppProcess,
     AppSpec,
+    ExternalApp,
     app_session_name,
     reap_orphaned_apps,
     stop_registered,
@@ -38,7 +37,6 @@ from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home,
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
 from .pg.template import LayerKeys, LayerUse, Template, ensure_template, layer_keys
-from .serial import ExternalApp
 from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
@@ -167,9 +165,6 @@ class Runtime:
         return self.once("PostgreSQL", self._acquire_postgres)
 
     def _acquire_postgres(self) -> PostgresServer:
-        if self.settings.serial:
-            db = self.serial_db
-            return PostgresServer(admin=db, version=serial.server_version(db), embedded=False)
         if self.settings.dsn:
             return check_dsn(self.settings.dsn)
         self._cluster = EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
@@ -203,8 +198,6 @@ class Runtime:
 
     def _ensure_template(self) -> Template:
         server = self.postgres()
-        if self.settings.serial:  # provisions nothing: the "template" is the database in use
-            return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
         setups = self.template_setups()
         extra = setup_inputs(setups, self.settings.rootpath)  # a setup change rebuilds the data layer
@@ -250,8 +243,6 @@ class Runtime:
     def _load_setup_outputs(self) -> StoredSetup:
         if not self.template_setups():  # nothing to read: no connection, no handoff
             return StoredSetup({}, {})
-        if self.settings.serial:
-            return setup_store.load(self.serial_db)
         pool = self.pool()
         if not pool.has_stable:
             pool.handoff()
@@ -287,17 +278,8 @@ class Runtime:
 
     # -- a test's database -------------------------------------------------------------------------
 
-    @property
-    def serial_db(self) -> ConnInfo:
-        return serial.database_from_env(self.settings.dsn, os.environ)
-
     def fresh_database(self) -> ConnInfo:
-        """Before a test: a fresh clone under the stable name (serial mode: the reset command, if any)."""
-        if self.settings.serial:
-            self.postgres()
-            if self.settings.serial_reset:
-                serial.run_reset(self.settings.serial_reset, self.serial_db, self.settings.rootpath)
-            return self.serial_db
+        """Before a test: a fresh clone under the stable name."""
         pool = self.pool()
         try:
             pool.handoff()
@@ -394,18 +376,19 @@ class Runtime:
                 "(e.g. asyncpg) are not seen."
             )
 
+    @property
+    def app_per_test(self) -> bool:
+        """``nocrud_app_scope = test``: every test starts its own app on its own clone."""
+        return self.settings.app_scope == "test"
+
     def app(self) -> AppProcess | ExternalApp:
-        """The worker's app (nocrud_app_scope = worker), started on first use; serial: NOCRUD_APP_URL."""
-        if self.settings.serial:
-            return ExternalApp(str(self.settings.app_url))
+        """The worker's app (nocrud_app_scope = worker), started on first use."""
         self._app = self.once("app", self.new_app)
         return self._app
 
     @property
     def started_app_url(self) -> str | None:
-        """The app this process started (serial: NOCRUD_APP_URL); None when none is up."""
-        if self.settings.serial:
-            return self.settings.app_url
+        """The app this process started; None when none is up."""
         return self._app.url if self._app is not None else None
 
     @property

@@ -4,6 +4,9 @@ Nothing is provisioned or started: the app is ``NOCRUD_APP_URL`` and the databas
 ``NOCRUD_DSN``, else ``DATABASE_URL``, else the libpq ``PG*`` variables -- the same environment the
 original noCRUD runner's ``backend_env.sh`` exported. ``nocrud_serial_reset`` (a shell command, given
 that database's ``DATABASE_URL``/``PG*``) runs before every test that uses the database.
+
+``SerialRuntime`` is the runtime of such a run: the same interface the fixtures use, with the
+provisioning steps replaced by "use what is there" (plugin.py picks it once, at configure).
 """
 
 from __future__ import annotations
@@ -13,25 +16,62 @@ import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 
+from .app import AppProcess, ExternalApp
 from .errors import SerialError
+from .pg import setup_store
 from .pg.conninfo import ConnInfo
+from .pg.server import PostgresServer
+from .pg.setup_store import StoredSetup
+from .pg.template import Template
+from .runtime import Runtime
+
+__all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "server_version"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ExternalApp:
-    """An app somebody else runs: what ``nocrud_app`` returns in serial mode (no log file)."""
+@dataclasses.dataclass
+class SerialRuntime(Runtime):
+    """A run against an app and database somebody else runs: nothing provisioned, nothing started."""
 
-    url: str
-    log_path: Path | None = None
+    db: ConnInfo = dataclasses.field(init=False)  # read from the environment once, at configure
+
+    def __post_init__(self) -> None:
+        self.db = database_from_env(self.settings.dsn, os.environ)
+
+    def _acquire_postgres(self) -> PostgresServer:
+        return PostgresServer(admin=self.db, version=server_version(self.db), embedded=False)
+
+    def _ensure_template(self) -> Template:
+        self.postgres()  # provisions nothing: the "template" is the database in use
+        return Template(self.db.dbname, key="", reused=True, build_seconds=0.0)
+
+    def _load_setup_outputs(self) -> StoredSetup:
+        if not self.template_setups():
+            return StoredSetup({}, {})
+        return setup_store.load(self.db)
+
+    def fresh_database(self) -> ConnInfo:
+        """Before a test: the reset command, if any; the database is always the same one."""
+        self.postgres()
+        if self.settings.serial_reset:
+            run_reset(self.settings.serial_reset, self.db, self.settings.rootpath)
+        return self.db
 
     @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+    def app_per_test(self) -> bool:
+        return False  # the app is not ours to start
+
+    def app(self) -> AppProcess | ExternalApp:
+        return ExternalApp(str(self.settings.app_url))
+
+    def new_app(self) -> AppProcess:
+        raise SerialError("serial mode starts no app: it uses NOCRUD_APP_URL")
+
+    @property
+    def started_app_url(self) -> str | None:
+        return self.settings.app_url
 
 
 def database_from_env(dsn: str | None, environ: Mapping[str, str]) -> ConnInfo:
