@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
-import re
 import signal
 import sys
 import threading
@@ -175,7 +173,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         and runtime.has_pool
     ):
         try:
-            state.kept = runtime.keep_database(_kept_name(item.nodeid))
+            state.kept = runtime.keep_database(item.nodeid)
             report.sections.append(("nocrud", f"database kept for inspection: {state.kept.masked()}"))
         except NocrudError as exc:
             report.sections.append(("nocrud", f"database not kept: {exc}"))
@@ -187,13 +185,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             recorder.add(record)
     scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
     return report
-
-
-def _kept_name(nodeid: str) -> str:
-    """``nocrud_failed_<test>_<hash>``: recognisable, unique per test id, within 63 bytes."""
-    test = re.sub(r"[^A-Za-z0-9]+", "_", nodeid.rsplit("::", 1)[-1]).strip("_")[:32]
-    digest = hashlib.sha256(f"{nodeid}:{os.getpid()}".encode()).hexdigest()[:8]
-    return f"nocrud_failed_{test}_{digest}"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -8,6 +8,7 @@ setup error is reported in full once per process and briefly afterwards.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,8 @@ from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolEr
 from .pg import admin, setup_store
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
-from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
+from .pg.names import kept_name, pool_prefix
+from .pg.pool import ClonePool, choose_strategy, collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
@@ -306,8 +308,9 @@ class Runtime:
             return self._cluster.stopped_error()
         return dsn_stopped_error(self.postgres().admin)
 
-    def keep_database(self, name: str) -> ConnInfo:
-        """Keep the current test's database under ``name`` (a failed test); where it now lives."""
+    def keep_database(self, nodeid: str) -> ConnInfo:
+        """Keep the current test's database (a failed test's) under its own name; where it now lives."""
+        name = kept_name(nodeid, salt=str(os.getpid()))
         if self._pool is None:
             raise PoolError("no database to keep: this worker has no clone pool")
         try:
