@@ -265,10 +265,6 @@ class Settings:
     sql_vars: tuple[tuple[str, str], ...] = ()
     incremental_command: bool = False
 
-    @property
-    def embedded(self) -> bool:
-        return self.dsn is None
-
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ``pytest.UsageError`` on the first bad one."""

@@ -34,7 +34,7 @@ from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_b
 from .pg.conninfo import ConnInfo
 from .pg.names import kept_name, pool_prefix
 from .pg.pool import ClonePool, choose_strategy, collect_garbage
-from .pg.procs import ProcessId
+from .pg.procs import ProcessId, indented
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
@@ -230,8 +230,8 @@ class Runtime:
         try:
             results = run_setups(setups, app.url)
         except BuildError as exc:
-            tail = "".join(f"\n    {line}" for line in log.tail(offset, 15).splitlines())
-            app_log = f"\n  app log ({log.path}), last lines:{tail}" if tail else ""
+            tail = indented(log.tail(offset, 15))
+            app_log = f"\n  app log ({log.path}), last lines:\n{tail}" if tail else ""
             advice = "The template was not finalized; fix the function and run again."
             raise BuildError(f"{exc}{app_log}\n{advice}") from None
         finally:
@@ -273,10 +273,6 @@ class Runtime:
     @property
     def has_pool(self) -> bool:
         return self._pool is not None
-
-    def dsn_of(self, dbname: str) -> str:
-        """DSN of another database on the server in use (e.g. a kept failed test's)."""
-        return self.postgres().admin.with_db(dbname).dsn
 
     # -- a test's database -------------------------------------------------------------------------
 
@@ -440,6 +436,9 @@ class Runtime:
         if self._app is not None:
             self._app.stop()
             self._app = None
+        log = self._cache.get("app log")
+        if isinstance(log, AppLog):
+            log.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()

@@ -21,8 +21,9 @@ import psycopg
 
 from .app import AppProcess, ExternalApp
 from .errors import SerialError
-from .pg import setup_store
+from .pg import admin, setup_store
 from .pg.conninfo import ConnInfo
+from .pg.procs import indented
 from .pg.server import PostgresServer
 from .pg.setup_store import StoredSetup
 from .pg.template import Template
@@ -93,7 +94,7 @@ def database_from_env(dsn: str | None, environ: Mapping[str, str]) -> ConnInfo:
 def server_version(db: ConnInfo) -> str:
     try:
         with psycopg.connect(db.dsn, connect_timeout=5) as conn:
-            return str(conn.info.parameter_status("server_version") or "unknown").split()[0]
+            return admin.running_version(conn)
     except psycopg.Error as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SerialError(
@@ -116,8 +117,7 @@ def run_reset(command: str, db: ConnInfo, cwd: Path) -> None:
         errors="replace",
     )
     if result.returncode != 0:
-        output = db.redact(result.stdout + result.stderr).strip().splitlines()[-20:]
         raise SerialError(
             f"nocrud_serial_reset exited with code {result.returncode}: {command}\n"
-            + "\n".join("    " + line for line in output)
+            + indented(db.redact(result.stdout + result.stderr), last=20)
         )

@@ -156,6 +156,11 @@ def names_like(conn: Conn, prefix: str) -> list[str]:
     return [row[0] for row in rows.fetchall()]
 
 
+def running_version(conn: Conn) -> str:
+    """The server's version as ``16.4`` (a distribution's suffix, ``16.4 (Debian ...)``, dropped)."""
+    return str(conn.info.parameter_status("server_version") or "unknown").split()[0]
+
+
 def fsync_enabled(conn: Conn) -> bool:
     row = conn.execute("SHOW fsync").fetchone()
     return bool(row and row[0] == "on")
