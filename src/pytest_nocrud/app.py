@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -156,6 +156,19 @@ class AppLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+class LiveApp(Protocol):
+    """What ``nocrud_app`` gives a test: an ``AppProcess`` it started, or serial mode's ``ExternalApp``."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def log_path(self) -> Path | None: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from .app import AppProcess, ExternalApp
+from .app import AppProcess, LiveApp
 from .errors import SetupFailed
-from .flows.auth import AsBearer, AsUser, Login, new_client
+from .flows.auth import AsBearer, AsUser, ClientFactory, Login, new_client
 from .flows.baked import BAKED
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
@@ -63,9 +63,7 @@ def _app_scope(fixture_name: str, config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope=_app_scope)  # type: ignore[arg-type]
-def nocrud_app(
-    request: pytest.FixtureRequest, nocrud_template: Template
-) -> Iterator[AppProcess | ExternalApp]:
+def nocrud_app(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[LiveApp]:
     """The live app server: ``.url``, ``.port``, ``.log_path``."""
     runtime = runtime_of(request.config)
     if runtime.app_per_test:
@@ -79,7 +77,7 @@ def nocrud_app(
 
 @pytest.fixture
 def nocrud_client(
-    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess | ExternalApp
+    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: LiveApp
 ) -> Iterator[httpx.Client]:
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
@@ -90,7 +88,7 @@ def nocrud_client(
 
 
 @pytest.fixture
-def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[..., httpx.Client]]:
+def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[ClientFactory]:
     """Make more clients of the same app (e.g. a second logged-in user); they share the request log.
 
     ``nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))`` returns a logged-in client;

@@ -28,14 +28,14 @@ from .fixtures import (
     nocrud_setup,
     nocrud_template,
 )
-from .flows.baked import BAKED
+from .flows.baked import BAKED, BakedSummary
 from .html import write as write_html
 from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
 from .record import TestRecord
 from .redaction import Redact, redactor, scrub_report
 from .report import baked_login_lines, summary_lines
-from .runtime import Runtime
+from .runtime import Runtime, WorkerStats
 from .serial import SerialRuntime
 from .setups import discover
 from .state import state_of
@@ -57,13 +57,13 @@ _RECORDS_KEY = "nocrud_records"
 _ENDPOINTS_KEY = "nocrud_endpoints"
 _RUN_ID_KEY = "nocrud_run_id"
 _BAKED_KEY = "nocrud_baked_logins"
-_WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
+_WORKER_STATS = pytest.StashKey[list[WorkerStats]]()
 _RECORDS = pytest.StashKey[list[TestRecord]]()  # every finished test of the run (all workers, at the end)
 _PERF = pytest.StashKey[PerfRecorder]()
 _ENDPOINTS = pytest.StashKey[list[dict[str, str]]]()  # from the live app's OpenAPI schema
 _STARTED = pytest.StashKey[float]()
 _COVERAGE = pytest.StashKey[endpoint_coverage.Coverage | str]()  # the result, or why there is none
-_WORKER_BAKED = pytest.StashKey[list[dict[str, Any]]]()
+_WORKER_BAKED = pytest.StashKey[list[BakedSummary]]()
 _REDACT = pytest.StashKey[Redact]()
 
 

@@ -13,7 +13,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import psycopg
 
@@ -89,6 +89,31 @@ def input_warnings(settings: Settings, keys: LayerKeys) -> list[str]:
             "schema changes: list the files your builder reads in nocrud_template_inputs"
         )
     return lines
+
+
+class ServerStats(TypedDict):
+    embedded: bool
+    version: str
+    start_ms: float | None
+
+
+class RequestStats(TypedDict):
+    count: int
+    delayed_ack: int
+
+
+class WorkerStats(TypedDict, total=False):
+    """What one process contributes to the summary and the run report (plain data: crosses xdist)."""
+
+    worker: str
+    server: ServerStats
+    template: dict[str, Any]  # dataclasses.asdict(Template)
+    handoff_ms: list[float]
+    handoff_waits: int
+    app_start_ms: float
+    requests: RequestStats
+    events: list[list[Any]]  # [what, started epoch s, seconds, ok]
+    errors: dict[str, str]
 
 
 @dataclasses.dataclass
@@ -403,9 +428,9 @@ class Runtime:
 
     # -- end of run ------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> WorkerStats:
         """What this process contributes to the terminal summary (plain data: crosses xdist)."""
-        out: dict[str, Any] = {"worker": self.worker}
+        out: WorkerStats = {"worker": self.worker}
         server = self._cache.get("PostgreSQL")
         if isinstance(server, PostgresServer):
             out["server"] = {
