@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .html import app_start_ms
+from .html import app_start_ms, handoff_figures
 from .record import TestRecord
 from .routes import percentile
 
@@ -46,15 +46,10 @@ def summary_lines(
     startup = _startup(server, per_process)
     if startup:
         lines.append(startup)
-    handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
+    handoffs = handoff_figures(per_process)
     if handoffs:
-        line = (
-            f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
-        )
-        if any("handoff_waits" in s for s in per_process):
-            line += f"; {sum(int(s.get('handoff_waits', 0)) for s in per_process)} waited for a clone"
-        lines.append(line)
+        count, spread, waits = handoffs
+        lines.append(f"databases handed out: {count}; handoff {spread}" + (f"; {waits}" if waits else ""))
     if coverage_line:
         lines.append(coverage_line)
     lines.extend(_setup_errors(per_process))

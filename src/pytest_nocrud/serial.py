@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 from .app import AppProcess, ExternalApp
-from .errors import SerialError
+from .errors import SerialError, first_line
 from .pg import admin, setup_store
 from .pg.conninfo import ConnInfo
 from .pg.procs import indented
@@ -96,7 +96,7 @@ def server_version(db: ConnInfo) -> str:
         with psycopg.connect(db.dsn, connect_timeout=5) as conn:
             return admin.running_version(conn)
     except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise SerialError(
             f"serial mode cannot connect to {db.describe()} ({db.masked()}): {db.redact(reason)}\n"
             "Set NOCRUD_DSN, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE to the database "

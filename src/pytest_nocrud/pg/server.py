@@ -38,7 +38,7 @@ from typing import TypedDict
 import filelock
 import psycopg
 
-from ..errors import ServerError
+from ..errors import ServerError, first_line
 from .admin import running_version
 from .binaries import find_bindir, major_of, server_version
 from .conninfo import ConnInfo
@@ -96,7 +96,7 @@ def check_dsn(dsn: str) -> PostgresServer:
                 "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
             ).fetchone()
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ServerError(
             f"cannot connect to PostgreSQL at {admin.describe()} as {admin.user!r} "
             f"(DSN {admin.redact(dsn)}): {admin.redact(reason)}\n"
@@ -118,7 +118,7 @@ def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
             conn.execute("SELECT 1")
         return None
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return ServerError(
             f"the PostgreSQL server stopped answering during the run ({admin.describe()}): "
             f"{admin.redact(reason)}\n"
