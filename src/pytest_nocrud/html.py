@@ -196,11 +196,7 @@ def _header(
     if template:
         rows.append(("template", template))
     workers = sorted({str(s.get("worker", "main")) for s in stats if "server" in s or s.get("events")})
-    worker_parts = []
-    for process in sorted(stats, key=lambda s: str(s.get("worker", ""))):
-        app_ms = app_start_ms(process)
-        if app_ms is not None:
-            worker_parts.append(f"{process.get('worker', 'main')}: app {app_ms:.0f} ms")
+    worker_parts = [f"{worker}: app {ms:.0f} ms" for worker, ms in app_starts(stats)]
     if workers:
         rows.append(("workers", f"{len(workers)} ({', '.join(worker_parts or workers)})"))
     handoffs = handoff_figures(stats)
@@ -240,6 +236,16 @@ def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> tuple[int, str, str] 
     if any("handoff_waits" in s for s in stats):
         waits = f"{sum(int(s.get('handoff_waits', 0)) for s in stats)} waited for a clone"
     return len(handoffs), spread, waits
+
+
+def app_starts(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """``(worker, ms)`` of each process that started an app, by worker name."""
+    starts = []
+    for process in sorted(stats, key=lambda s: str(s.get("worker", ""))):
+        ms = app_start_ms(process)
+        if ms is not None:
+            starts.append((str(process.get("worker", "main")), ms))
+    return starts
 
 
 def app_start_ms(process: Mapping[str, Any]) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .html import app_start_ms, handoff_figures
+from .html import app_starts, handoff_figures
 from .record import TestRecord
 from .routes import percentile
 
@@ -67,11 +67,7 @@ def _startup(server: Mapping[str, Any], per_process: Sequence[Mapping[str, Any]]
         parts.append(f"server {started[0]:.0f} ms")
     elif "start_ms" in server:
         parts.append("server already running")
-    apps = []
-    for process in sorted(per_process, key=lambda s: str(s.get("worker", ""))):
-        ms = app_start_ms(process)
-        if ms is not None:
-            apps.append(f"{process.get('worker', 'main')} {ms:.0f} ms")
+    apps = [f"{worker} {ms:.0f} ms" for worker, ms in app_starts(per_process)]
     if apps:
         parts.append("app " + ", ".join(apps))
     return f"startup: {'; '.join(parts)}" if parts else ""
