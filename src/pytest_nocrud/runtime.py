@@ -2,7 +2,8 @@
 
 Fixtures ask the runtime for resources; the runtime acquires each one on first use (so
 ``--collect-only`` and runs without nocrud tests touch nothing) and remembers failures so the same
-setup error is reported in full once per process and briefly afterwards.
+setup error is reported in full once per process and briefly afterwards. Serial mode, which
+provisions nothing, is the subclass ``serial.SerialRuntime``.
 """
 
 from __future__ import annotations

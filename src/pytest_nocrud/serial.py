@@ -12,6 +12,7 @@ provisioning steps replaced by "use what is there" (plugin.py picks it once, at 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 from collections.abc import Mapping
@@ -36,10 +37,10 @@ __all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "se
 class SerialRuntime(Runtime):
     """A run against an app and database somebody else runs: nothing provisioned, nothing started."""
 
-    db: ConnInfo = dataclasses.field(init=False)  # read from the environment once, at configure
-
-    def __post_init__(self) -> None:
-        self.db = database_from_env(self.settings.dsn, os.environ)
+    @functools.cached_property
+    def db(self) -> ConnInfo:
+        """The database in use, read from the environment once (a bad PG* value fails as a setup error)."""
+        return database_from_env(self.settings.dsn, os.environ)
 
     def _acquire_postgres(self) -> PostgresServer:
         return PostgresServer(admin=self.db, version=server_version(self.db), embedded=False)
