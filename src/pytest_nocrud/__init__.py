@@ -4,6 +4,7 @@ Users import from here (``from pytest_nocrud import CrudFlow, AsUser``); the mod
 names are internal and may move. The plugin itself is registered through the ``pytest11`` entry point.
 """
 
+from .app import LiveApp
 from .errors import (
     AppStartError,
     BinariesNotFound,
@@ -21,6 +22,7 @@ from .flows.auth import (
     AsBearer,
     AsToken,
     AsUser,
+    ClientFactory,
     bearer_login,
     csrf_headers,
     form_login,
@@ -41,6 +43,7 @@ __all__ = [
     "AsUser",
     "BinariesNotFound",
     "BuildError",
+    "ClientFactory",
     "Created",
     "CrudFlow",
     "Flow",
@@ -48,6 +51,7 @@ __all__ = [
     "FlowFailed",
     "FlowResult",
     "HandoffError",
+    "LiveApp",
     "NocrudError",
     "PoolError",
     "SerialError",

@@ -24,14 +24,24 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
-from .pg.procs import ProcessId, group_members, interpreter_path, is_running, listening_ports, wait_group_gone
+from .pg.procs import (
+    ProcessId,
+    group_members,
+    indented,
+    interpreter_path,
+    is_running,
+    listening_ports,
+    poll,
+    wait_group_gone,
+)
 
 HOST = "127.0.0.1"  # loopback only, never a public interface
 PORT_ATTEMPTS = 3
@@ -124,6 +134,8 @@ class AppLog:
         def copy() -> None:
             for line in stream:
                 with self._lock:
+                    if self._file.closed:  # the run ended; a straggler's last lines go nowhere
+                        return
                     self._file.write(f"{prefix} {redact(line.rstrip())}\n")
                     self._file.flush()
 
@@ -155,6 +167,32 @@ class AppLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+class LiveApp(Protocol):
+    """What ``nocrud_app`` gives a test: an ``AppProcess`` it started, or serial mode's ``ExternalApp``."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def log_path(self) -> Path | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalApp:
+    """An app somebody else runs: what ``nocrud_app`` returns in serial mode (no log file)."""
+
+    url: str
+    log_path: Path | None = None
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class AppProcess:
@@ -196,7 +234,7 @@ class AppProcess:
         raise AppStartError(
             f"the app reported 'address already in use' on {PORT_ATTEMPTS} attempts "
             f"(ports {', '.join(map(str, ports))}). Does nocrud_app_command pass {{port}} to the app?\n"
-            f"  command: {last.command}\n  last log lines ({self.log.path}):\n{_indent(last.tail)}"
+            f"  command: {last.command}\n  last log lines ({self.log.path}):\n{_quoted(last.tail)}"
         )
 
     def _start_once(self, port: int) -> None:
@@ -228,13 +266,11 @@ class AppProcess:
 
     def _wait_ready(self, command: str, offset: int) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + self.spec.start_timeout
         url = self.url + self.spec.ready_path
-        delay = 0.01
         look_elsewhere_from = time.monotonic() + 0.5  # /proc scans only for an app that is slow to bind
         elsewhere_since: float | None = None
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as probe:
-            while True:
+            for in_time in poll(self.spec.start_timeout, first=0.01, longest=0.1, factor=1.5):
                 code = self._proc.poll()
                 if code is not None:
                     if self._reader:
@@ -244,27 +280,25 @@ class AppProcess:
                         raise _PortTaken(command, tail)
                     raise AppStartError(
                         f"the app exited with code {code} during start-up.\n  command: {command}\n"
-                        f"  last log lines ({self.log.path}):\n{_indent(tail)}"
+                        f"  last log lines ({self.log.path}):\n{_quoted(tail)}"
                     )
                 try:
                     response = probe.get(url)
                     if response.status_code < 500:
                         return
-                    last = f"HTTP {response.status_code}, its body begins:\n{_indent(_head(response.text))}"
+                    last = f"HTTP {response.status_code}, its body begins:\n{_quoted(_head(response.text))}"
                     elsewhere_since = None
                 except httpx.HTTPError as exc:
                     last = f"none ({type(exc).__name__})"
                     if time.monotonic() >= look_elsewhere_from:
                         elsewhere_since = self._check_listening_elsewhere(command, offset, elsewhere_since)
-                if time.monotonic() > deadline:
+                if not in_time:
                     raise AppStartError(
                         f"the app did not answer GET {self.spec.ready_path} with a status below 500 within "
                         f"{self.spec.start_timeout:.0f}s. Last answer: {self.db.redact(last)}\nCheck "
                         f"nocrud_app_ready_path and nocrud_app_start_timeout.\n  command: {command}\n"
-                        f"  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
+                        f"  last log lines ({self.log.path}):\n{_quoted(self.log.tail(offset))}"
                     )
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.1)
 
     def _check_listening_elsewhere(self, command: str, offset: int, since: float | None) -> float | None:
         """An app that listens, but not on its port, for ELSEWHERE_GRACE s will never answer: say so.
@@ -283,7 +317,7 @@ class AppProcess:
             f"the app listens on port {', '.join(map(str, sorted(ports)))}, not on port {self.port} it was "
             f"given, so it can never answer. Pass {{port}} in nocrud_app_command to the app's own port "
             f"option (e.g. --port {{port}}), or read {{app_port}} via nocrud_app_env.\n"
-            f"  command: {command}\n  last log lines ({self.log.path}):\n{_indent(self.log.tail(offset))}"
+            f"  command: {command}\n  last log lines ({self.log.path}):\n{_quoted(self.log.tail(offset))}"
         )
 
     def stop(self) -> None:
@@ -404,5 +438,5 @@ def _head(body: str, lines: int = 5, width: int = 200) -> str:
     return "\n".join(line[:width] for line in body.strip().splitlines()[:lines]) or "(empty)"
 
 
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines()) or "    (no output)"
+def _quoted(text: str) -> str:
+    return indented(text, empty="(no output)")

@@ -31,14 +31,12 @@ from . import perf
 from .app import reap_orphaned_apps, tidy_leftovers
 from .errors import NocrudError, UsageError
 from .pg import admin
-from .pg.key import SCHEMA_PREFIX, TEMPLATE_PREFIX
-from .pg.pool import OWNED_NAME, collect_garbage
+from .pg.names import FAILED_PREFIX, OWNED_NAME, RUN_PREFIX, SCHEMA_PREFIX, TEMPLATE_PREFIX
+from .pg.pool import collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
 from .pg.template import collect_layers
 from .scaffold import render, resources_from_openapi
-
-FAILED_PREFIX = "nocrud_failed_"
 
 
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
@@ -188,7 +186,7 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
         )
         kind = "schema layer" if name.startswith(SCHEMA_PREFIX) else "template"
         print(f"{kind}: {name} {state}")
-    owned = [name for name in admin.names_like(conn, "nocrud_r") if OWNED_NAME.match(name)]
+    owned = [name for name in admin.names_like(conn, RUN_PREFIX) if OWNED_NAME.match(name)]
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):
         print(f"kept failed-test database: {server.admin.with_db(name).masked()}")

@@ -269,10 +269,6 @@ class Settings:
     incremental_command: bool = False
     allow_empty_template: bool = False
 
-    @property
-    def embedded(self) -> bool:
-        return self.dsn is None
-
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ``pytest.UsageError`` on the first bad one."""

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from .config import Settings
-from .errors import UsageError
+from .errors import NocrudError, UsageError
 from .pg.builders import detect_django_project
 from .record import TestRecord
 from .routes import path_only
@@ -290,6 +290,58 @@ def measure(endpoints: Sequence[Endpoint], records: Iterable[TestRecord]) -> Cov
             else:
                 counts[hit.key] += 1
     return Coverage(counts, unmatched)
+
+
+def openapi_rows(app_url: str, schema_path: str) -> list[dict[str, str]]:
+    """The live app's endpoints as plain rows a worker can send (or one ``{"error": ...}`` row)."""
+    try:
+        return [dataclasses.asdict(e) for e in fetch_openapi(app_url, schema_path)]
+    except NocrudError as exc:
+        return [{"error": str(exc)}]
+
+
+def of_run(
+    settings: Settings, rows: Sequence[Mapping[str, str]], records: Iterable[TestRecord]
+) -> Coverage | str:
+    """Coverage of the run (written as JSON if asked), or one line that says why it was not measured."""
+    try:
+        endpoints = endpoint_list(settings, rows)
+    except NocrudError as exc:
+        return str(exc)
+    result = measure(endpoints, records)
+    if settings.coverage_json is not None:
+        write_json(settings.coverage_json, result)
+    return result
+
+
+def below_fail_under(result: Coverage | str, fail_under: float | None) -> bool:
+    """A gate that could not measure fails too: a silent pass would hide a broken schema path."""
+    if fail_under is None:
+        return False
+    return isinstance(result, str) or result.percent < fail_under
+
+
+def summary_line(result: Coverage | str) -> str:
+    """The summary's endpoints line, measured or not."""
+    if isinstance(result, Coverage):
+        return result.line()
+    return f"endpoints: not measured ({result.splitlines()[0]})"
+
+
+def gate_lines(result: Coverage | str, settings: Settings) -> list[str]:
+    """Where the JSON went, and the gate's verdict when it fails the run."""
+    lines = []
+    measured = "could not be measured, so it counts as"
+    if isinstance(result, Coverage):
+        measured = f"{result.percent:.1f}% is"
+        if settings.coverage_json is not None:
+            lines.append(f"endpoint coverage JSON: {settings.coverage_json}")
+    if below_fail_under(result, settings.coverage_fail_under):
+        lines.append(
+            f"FAILED: endpoint coverage {measured} below "
+            f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
+        )
+    return lines
 
 
 def write_json(path: Path, coverage: Coverage) -> None:

@@ -67,3 +67,9 @@ class FlowDefinitionError(NocrudError, ValueError):
 
 class FlowFailed(NocrudError, AssertionError):
     """A flow failed; the message is the step table and the failing request."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first message line (its type name if it has no message): enough for one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -9,28 +9,29 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from .app import AppLog, AppProcess
+from .app import AppProcess, LiveApp
 from .errors import SetupFailed
-from .flows.auth import AsBearer, AsUser, Login, new_client
+from .flows.auth import AsBearer, AsUser, ClientFactory, Login, new_client
 from .flows.baked import BAKED
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
 from .pg.template import Template
 from .pg.testdb import TestDatabase
 from .runtime import Runtime
-from .serial import ExternalApp
 from .setups import frozen
+from .state import TestState, state_of
 
 RUNTIME = pytest.StashKey[Runtime]()
-KEEP_AS = pytest.StashKey[str]()  # set by the report hook when a failed test's database is kept
-REQUESTS = pytest.StashKey[RequestLog]()  # this test's HTTP requests, shown when it fails
-APP_LOG_FROM = pytest.StashKey[tuple[AppLog, int]]()  # app log offset at this test's start
-HANDOFF = pytest.StashKey[tuple[float, float]]()  # (epoch start, seconds) of this test's database handoff
 T = TypeVar("T")
 
 
 def runtime_of(config: pytest.Config) -> Runtime:
     return config.stash[RUNTIME]
+
+
+def _state(request: pytest.FixtureRequest) -> TestState:
+    """This test's state, which the report hooks read (see state.py)."""
+    return state_of(request.node, runtime_of(request.config).worker)
 
 
 @pytest.fixture(scope="session")
@@ -51,13 +52,10 @@ def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iter
     runtime = runtime_of(request.config)
     started, clock = time.time(), time.perf_counter()
     database = TestDatabase(_or_fail(runtime.fresh_database))
-    request.node.stash[HANDOFF] = (started, time.perf_counter() - clock)
+    _state(request).trace.handoff = (started, time.perf_counter() - clock)
     yield database
     database.close()
-    kept = request.node.stash.get(KEEP_AS, None)
-    if kept:
-        runtime.keep_database(kept)
-    else:
+    if _state(request).kept is None:  # a kept failed-test database was renamed away already
         runtime.release_database()
 
 
@@ -67,12 +65,10 @@ def _app_scope(fixture_name: str, config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope=_app_scope)  # type: ignore[arg-type]
-def nocrud_app(
-    request: pytest.FixtureRequest, nocrud_template: Template
-) -> Iterator[AppProcess | ExternalApp]:
+def nocrud_app(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[LiveApp]:
     """The live app server: ``.url``, ``.port``, ``.log_path``."""
     runtime = runtime_of(request.config)
-    if runtime.settings.app_scope == "test" and not runtime.settings.serial:
+    if runtime.app_per_test:
         request.getfixturevalue("nocrud_db")  # this test's clone first, then an app on it
         app = _or_fail(runtime.new_app)
         yield app
@@ -83,18 +79,18 @@ def nocrud_app(
 
 @pytest.fixture
 def nocrud_client(
-    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: AppProcess | ExternalApp
+    request: pytest.FixtureRequest, nocrud_db: TestDatabase, nocrud_app: LiveApp
 ) -> Iterator[httpx.Client]:
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
     log = RequestLog()
-    request.node.stash[REQUESTS] = log
+    _state(request).requests = log
     with make_client(nocrud_app.url, log=log) as client:
         yield client
 
 
 @pytest.fixture
-def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[Callable[..., httpx.Client]]:
+def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[ClientFactory]:
     """Make more clients of the same app (e.g. a second logged-in user); they share the request log.
 
     ``nocrud_client_factory(as_user=AsUser("writer2", "writer2-pass"))`` returns a logged-in client;
@@ -138,7 +134,8 @@ def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
     if "nocrud_app" in request.fixturenames:
         app = request.getfixturevalue("nocrud_app")
         if isinstance(app, AppProcess):
-            request.node.stash[APP_LOG_FROM] = (app.log, app.log.offset())
+            state = _state(request)
+            state.app_log, state.app_log_from = app.log, app.log.offset()
 
 
 def _or_fail(make: Callable[[], T]) -> T:

@@ -196,22 +196,13 @@ def _header(
     if template:
         rows.append(("template", template))
     workers = sorted({str(s.get("worker", "main")) for s in stats if "server" in s or s.get("events")})
-    worker_parts = []
-    for process in sorted(stats, key=lambda s: str(s.get("worker", ""))):
-        app_ms = app_start_ms(process)
-        if app_ms is not None:
-            worker_parts.append(f"{process.get('worker', 'main')}: app {app_ms:.0f} ms")
+    worker_parts = [f"{worker}: app {ms:.0f} ms" for worker, ms in app_starts(stats)]
     if workers:
         rows.append(("workers", f"{len(workers)} ({', '.join(worker_parts or workers)})"))
-    handoffs = [ms for s in stats for ms in s.get("handoff_ms", [])]
+    handoffs = handoff_figures(stats)
     if handoffs:
-        text = (
-            f"{len(handoffs)}; p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
-        )
-        if any("handoff_waits" in s for s in stats):
-            text += f", {sum(int(s.get('handoff_waits', 0)) for s in stats)} waited for a clone"
-        rows.append(("handoffs", text))
+        count, spread, waits = handoffs
+        rows.append(("handoffs", f"{count}; {spread}" + (f", {waits}" if waits else "")))
     if coverage_line:
         rows.append(("endpoints", coverage_line.removeprefix("endpoints: ")))
     table = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
@@ -230,6 +221,31 @@ def template_text(stats: Sequence[Mapping[str, Any]]) -> str:
     if first.get("path"):
         text += f" ({first['path']})"
     return text
+
+
+def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> tuple[int, str, str] | None:
+    """All processes' handoffs: how many, ``p50 … ms, p95 … ms, max … ms``, and how many waited."""
+    handoffs = [ms for s in stats for ms in s.get("handoff_ms", [])]
+    if not handoffs:
+        return None
+    spread = (
+        f"p50 {percentile(handoffs, 0.5):.2f} ms, p95 {percentile(handoffs, 0.95):.2f} ms, "
+        f"max {max(handoffs):.2f} ms"
+    )
+    waits = ""
+    if any("handoff_waits" in s for s in stats):
+        waits = f"{sum(int(s.get('handoff_waits', 0)) for s in stats)} waited for a clone"
+    return len(handoffs), spread, waits
+
+
+def app_starts(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """``(worker, ms)`` of each process that started an app, by worker name."""
+    starts = []
+    for process in sorted(stats, key=lambda s: str(s.get("worker", ""))):
+        ms = app_start_ms(process)
+        if ms is not None:
+            starts.append((str(process.get("worker", "main")), ms))
+    return starts
 
 
 def app_start_ms(process: Mapping[str, Any]) -> float | None:

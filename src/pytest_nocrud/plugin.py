@@ -1,29 +1,16 @@
-"""pytest entry point: options, marker, fixtures, xdist wiring. Wiring only; logic lives below."""
+"""pytest entry point: options, marker, fixtures, xdist wiring. Hooks only; logic lives below."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
 import os
-import re
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from . import config as nocrud_config
-from . import coverage as endpoint_coverage
 from .errors import NocrudError
 from .fixtures import (
-    APP_LOG_FROM,
-    HANDOFF,
-    KEEP_AS,
-    REQUESTS,
     RUNTIME,
     _nocrud_test_context,
     nocrud_app,
@@ -35,14 +22,14 @@ from .fixtures import (
     nocrud_template,
 )
 from .flows.baked import BAKED
-from .html import write as write_html
 from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
-from .record import TestRecord, TestTrace
-from .redaction import Redact, redactor, scrub_report
-from .report import baked_login_lines, summary_lines
+from .redaction import redactor, scrub_report
+from .run import RunState, terminal_writer, terminate_like_ctrl_c
 from .runtime import Runtime
+from .serial import SerialRuntime
 from .setups import discover
+from .state import state_of
 
 __all__ = [
     "_nocrud_test_context",
@@ -56,20 +43,8 @@ __all__ = [
 ]
 
 _OWNER_KEY = "nocrud_owner"
-_STATS_KEY = "nocrud_stats"
-_RECORDS_KEY = "nocrud_records"
-_ENDPOINTS_KEY = "nocrud_endpoints"
 _RUN_ID_KEY = "nocrud_run_id"
-_BAKED_KEY = "nocrud_baked_logins"
-_WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
-_RECORDS = pytest.StashKey[list[TestRecord]]()  # every finished test of the run (all workers, at the end)
-_TRACE = pytest.StashKey[TestTrace]()  # one test's phases, until its teardown report
-_PERF = pytest.StashKey[PerfRecorder]()
-_ENDPOINTS = pytest.StashKey[list[dict[str, str]]]()  # from the live app's OpenAPI schema
-_STARTED = pytest.StashKey[float]()
-_COVERAGE = pytest.StashKey[endpoint_coverage.Coverage | str]()  # the result, or why there is none
-_WORKER_BAKED = pytest.StashKey[list[dict[str, Any]]]()
-_REDACT = pytest.StashKey[Redact]()
+_RUN = pytest.StashKey[RunState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,59 +71,25 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         owner, is_controller = ProcessId.of(os.getpid()), workerinput is None
     worker = str(workerinput.get("workerid", "main")) if workerinput else "main"
-    config.stash[RUNTIME] = Runtime(
+    runtime_class = SerialRuntime if settings.serial else Runtime  # chosen once, for the whole run
+    config.stash[RUNTIME] = runtime_class(
         settings=settings,
         owner=owner,
         is_controller=is_controller,
         worker=worker,
-        progress=_terminal_writer(config, worker),
+        progress=terminal_writer(config, worker),
         template_setups=lambda: discover(config.pluginmanager.get_plugins()),
     )
-    config.stash[_REDACT] = redactor(settings, os.environ)
-    _terminate_like_ctrl_c()
-    config.stash[_WORKER_STATS] = []
-    config.stash[_WORKER_BAKED] = []
+    terminate_like_ctrl_c()
     BAKED.clear()
-    config.stash[_RECORDS] = []
-    config.stash[_ENDPOINTS] = []
-    config.stash[_STARTED] = time.time()
     run_id = str(workerinput.get(_RUN_ID_KEY, "")) if workerinput else ""
     run_id = run_id or new_run_id(owner.pid)
+    perf = None
     if settings.perf is not None:
-        config.stash[_PERF] = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
+        perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
+    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
-
-
-def _terminate_like_ctrl_c() -> None:
-    """Treat SIGTERM (a CI job being cancelled, ``kill``) like Ctrl-C, so teardown still runs.
-
-    By default SIGTERM ends Python on the spot: no fixture teardown, no unconfigure, so the app
-    servers and the embedded PostgreSQL -- in sessions of their own -- would outlive the run. Only
-    installed when nobody else handles SIGTERM, and only in the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _terminal_writer(config: pytest.Config, worker: str) -> Callable[[str], None]:
-    """Progress lines that reach the terminal even from inside a captured test or an xdist worker."""
-    prefix = "[nocrud]" if worker == "main" else f"[nocrud {worker}]"
-
-    def write(message: str) -> None:
-        capman = config.pluginmanager.getplugin("capturemanager")
-        suspended = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
-        with suspended:
-            sys.stderr.write(f"\n{prefix} {message}\n")
-            sys.stderr.flush()
-
-    return write
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -164,11 +105,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
     runtime = item.config.stash[RUNTIME]
+    state = state_of(item, runtime.worker)
     if report.failed:
-        _attach_diagnostics(item, report)
-    _trace(item, report, call, runtime.worker)
-    if report.when == "call" and REQUESTS in item.stash:
-        runtime.note_requests(entry.ms for entry in item.stash[REQUESTS].entries)
+        report.sections.extend(state.failure_sections())
+    if report.when == "call" and state.requests is not None:
+        runtime.note_requests(entry.ms for entry in state.requests.entries)
     if (
         report.when == "call"
         and report.failed
@@ -176,144 +117,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         and "nocrud_db" in getattr(item, "fixturenames", ())
         and runtime.has_pool
     ):
-        name = _kept_name(item.nodeid)
-        item.stash[KEEP_AS] = name  # nocrud_db's teardown renames the database to this name
-        kept = runtime.postgres().admin.with_db(name).masked()
-        report.sections.append(("nocrud", f"database kept for inspection: {kept}"))
-    scrub_report(report, item.config.stash[_REDACT])  # before the terminal, junitxml or xdist see it
+        try:
+            state.kept = runtime.keep_database(item.nodeid)
+            report.sections.append(("nocrud", f"database kept for inspection: {state.kept.masked()}"))
+        except NocrudError as exc:
+            report.sections.append(("nocrud", f"database not kept: {exc}"))
+    run = item.config.stash[_RUN]
+    record = state.add_report(report, call)
+    if record is not None:
+        run.add_record(record)
+    scrub_report(report, run.redact)  # before the terminal, junitxml or xdist see it
     return report
-
-
-def _trace(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], worker: str) -> None:
-    """Add this phase to the test's trace; after teardown, turn the trace into the test's record."""
-    trace = item.stash.setdefault(_TRACE, TestTrace(item.nodeid, worker))
-    trace.add_phase(report.when, report.outcome, call.start, call.duration, xfail=hasattr(report, "wasxfail"))
-    if report.failed:
-        trace.add_failure(report.longreprtext, report.sections)
-    if report.when == "setup":
-        trace.handoff = item.stash.get(HANDOFF, None)
-    if report.when != "teardown":
-        return
-    log = item.stash.get(REQUESTS, None)
-    record = trace.finish(log.entries if log else [], log.flow_results if log else [])
-    item.config.stash[_RECORDS].append(record)
-    recorder = item.config.stash.get(_PERF, None)
-    if recorder is not None:
-        recorder.add(record)
-
-
-def _attach_diagnostics(item: pytest.Item, report: pytest.TestReport) -> None:
-    """A failed test's HTTP requests and the app's log lines written during this test only."""
-    requests = item.stash.get(REQUESTS, None)
-    if requests is not None and len(requests):
-        report.sections.append(("nocrud requests", requests.format_table()))
-    log_from = item.stash.get(APP_LOG_FROM, None)
-    if log_from is not None:
-        log, offset = log_from
-        lines = log.since(offset).rstrip()
-        report.sections.append((f"app log ({log.path})", lines or "(no output during this test)"))
-
-
-def _kept_name(nodeid: str) -> str:
-    """``nocrud_failed_<test>_<hash>``: recognisable, unique per test id, within 63 bytes."""
-    test = re.sub(r"[^A-Za-z0-9]+", "_", nodeid.rsplit("::", 1)[-1]).strip("_")[:32]
-    digest = hashlib.sha256(f"{nodeid}:{os.getpid()}".encode()).hexdigest()[:8]
-    return f"nocrud_failed_{test}_{digest}"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    runtime = config.stash[RUNTIME]
-    if runtime.settings.coverage and runtime.settings.openapi_path:
-        _fetch_openapi(config, runtime)
+    runtime, run = config.stash[RUNTIME], config.stash[_RUN]
+    run.fetch_endpoints(runtime)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[_STATS_KEY] = runtime.stats()
-        workeroutput[_RECORDS_KEY] = config.stash[_RECORDS]
-        workeroutput[_ENDPOINTS_KEY] = config.stash[_ENDPOINTS]
-        workeroutput[_BAKED_KEY] = BAKED.summary()
+        workeroutput.update(run.worker_output(runtime))
         return
-    if runtime.settings.coverage:
-        result = _measure_coverage(config, runtime)
-        config.stash[_COVERAGE] = result
-        if _below_fail_under(result, runtime.settings.coverage_fail_under):
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _below_fail_under(result: endpoint_coverage.Coverage | str, fail_under: float | None) -> bool:
-    """A gate that could not measure fails too: a silent pass would hide a broken schema path."""
-    if fail_under is None:
-        return False
-    return isinstance(result, str) or result.percent < fail_under
-
-
-def _fetch_openapi(config: pytest.Config, runtime: Runtime) -> None:
-    """Read the endpoint list from this process's live app, while it still runs."""
-    url = runtime.started_app_url
-    if url is None or config.stash[_ENDPOINTS]:
-        return
-    try:
-        endpoints = endpoint_coverage.fetch_openapi(url, str(runtime.settings.openapi_path))
-    except NocrudError as exc:
-        config.stash[_ENDPOINTS].append({"error": str(exc)})
-        return
-    config.stash[_ENDPOINTS].extend(dataclasses.asdict(e) for e in endpoints)
-
-
-def _measure_coverage(config: pytest.Config, runtime: Runtime) -> endpoint_coverage.Coverage | str:
-    """Coverage of the run, or one line that says why it could not be measured."""
-    records = config.stash[_RECORDS]
-    settings = runtime.settings
-    rows: list[dict[str, str]] = config.stash[_ENDPOINTS]
-    try:
-        endpoints = endpoint_coverage.endpoint_list(settings, rows)
-    except NocrudError as exc:
-        return str(exc)
-    result = endpoint_coverage.measure(endpoints, records)
-    if settings.coverage_json is not None:
-        endpoint_coverage.write_json(settings.coverage_json, result)
-    return result
+    if run.measure_coverage(runtime) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    runtime = config.stash[RUNTIME]
-    per_process = [*config.stash[_WORKER_STATS], runtime.stats()]
-    records: list[TestRecord] = config.stash[_RECORDS]
-    settings = runtime.settings
-    coverage = config.stash.get(_COVERAGE, None)
-    coverage_line = None
-    if isinstance(coverage, endpoint_coverage.Coverage):
-        coverage_line = coverage.line()
-    elif coverage is not None:
-        coverage_line = f"endpoints: not measured ({coverage.splitlines()[0]})"
-    lines = summary_lines(per_process, records, coverage_line=coverage_line)
-    if lines:
-        lines += baked_login_lines([*config.stash[_WORKER_BAKED], BAKED.summary()])
-    measured = "could not be measured, so it counts as"
-    if isinstance(coverage, endpoint_coverage.Coverage):
-        measured = f"{coverage.percent:.1f}% is"
-        if settings.coverage_json is not None:
-            lines.append(f"endpoint coverage JSON: {settings.coverage_json}")
-    if coverage is not None and _below_fail_under(coverage, settings.coverage_fail_under):
-        lines.append(
-            f"FAILED: endpoint coverage {measured} below "
-            f"--nocrud-coverage-fail-under={settings.coverage_fail_under:g}"
-        )
-    if settings.html is not None and getattr(config, "workerinput", None) is None:
-        write_html(
-            settings.html,
-            records,
-            per_process,
-            started=config.stash[_STARTED],
-            finished=time.time(),
-            coverage_line=coverage_line,
-            redact=config.stash[_REDACT],
-        )
-        lines.append(f"HTML report: {settings.html}")
-    recorder = config.stash.get(_PERF, None)
-    if recorder is not None:
-        lines.append(f"perf record: {recorder.path.parent} (summarize: nocrud perf {settings.perf})")
+    controller = getattr(config, "workerinput", None) is None
+    lines = config.stash[_RUN].summary(config.stash[RUNTIME], controller=controller)
     if lines:
         terminalreporter.section("pytest-nocrud", sep="-")
         for line in lines:
@@ -327,7 +158,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class _XdistHooks:
-    """Controller side of xdist: name the run's owner for every worker; collect their stats."""
+    """Controller side of xdist: name the run's owner for every worker; collect what they send."""
 
     def __init__(self, owner: ProcessId, run_id: str) -> None:
         self.owner = owner
@@ -338,10 +169,4 @@ class _XdistHooks:
         node.workerinput[_RUN_ID_KEY] = self.run_id
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        output = getattr(node, "workeroutput", {})
-        if output.get(_STATS_KEY):
-            node.config.stash[_WORKER_STATS].append(output[_STATS_KEY])
-        node.config.stash[_RECORDS].extend(output.get(_RECORDS_KEY, ()))
-        node.config.stash[_ENDPOINTS].extend(output.get(_ENDPOINTS_KEY, ()))
-        if output.get(_BAKED_KEY):
-            node.config.stash[_WORKER_BAKED].append(output[_BAKED_KEY])
+        node.config.stash[_RUN].add_worker_output(getattr(node, "workeroutput", {}))

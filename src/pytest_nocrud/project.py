@@ -17,6 +17,7 @@ from . import config as nocrud_config
 from .pg.procs import ProcessId
 from .pg.template import preview_template
 from .runtime import Runtime, input_warnings, template_keys
+from .serial import SerialRuntime
 
 RULE = "-- " + "=" * 60
 
@@ -31,7 +32,8 @@ def project_runtime(root: Path, options: list[str]) -> Runtime:
         settings = nocrud_config.resolve(config)
     finally:
         os.chdir(previous)
-    return Runtime(
+    runtime_class = SerialRuntime if settings.serial else Runtime
+    return runtime_class(
         settings,
         owner=ProcessId.of(os.getpid()),
         is_controller=True,

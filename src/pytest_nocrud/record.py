@@ -11,12 +11,44 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from .flows.timeline import RequestRecord
 from .routes import route_of
 
-TestRecord = dict[str, Any]
+
+class RequestRow(TypedDict):
+    """One HTTP request of a test; ``start`` in epoch seconds."""
+
+    method: str
+    path: str
+    route: str  # the path with ids as placeholders (routes.route_of)
+    status: int | None  # None: no response
+    client: str
+    start: float
+    ms: float | None
+    expected: bool
+
+
+class CrudRow(TypedDict):
+    resource: str
+    steps: dict[str, str]  # C/R/L/U/D/gone -> step status
+
+
+class TestRecord(TypedDict):
+    """One finished test, as every view of the run reads it (plain data: crosses xdist)."""
+
+    nodeid: str
+    worker: str
+    outcome: str
+    phases: dict[str, list[float]]  # when -> [epoch start, seconds]
+    handoff: list[float] | None
+    seconds: float
+    failure: str
+    failed_request: str
+    sections: list[list[str]]
+    requests: list[RequestRow]
+    crud: list[CrudRow]
 
 FAILURE_CHARS = 20_000  # a failure text longer than this is cut (the terminal has it whole)
 
@@ -84,7 +116,7 @@ class TestTrace:
         }
 
 
-def crud_row(result: Any) -> dict[str, Any] | None:
+def crud_row(result: Any) -> CrudRow | None:
     """``{"resource": "actor", "steps": {"C": "completed", ...}}`` for a CRUD flow's result, else None.
 
     A flow counts as CRUD when it has a ``create`` step and another CRUD step (what ``CrudFlow``
@@ -101,7 +133,7 @@ def crud_row(result: Any) -> dict[str, Any] | None:
     }
 
 
-def status_class(request: dict[str, Any], outcome: str) -> str:
+def status_class(request: RequestRow, outcome: str) -> str:
     """``ok``, ``expected`` (an error status the test accepted) or ``unexpected``.
 
     No response and 5xx are always unexpected. A 4xx is expected when the test asserted it

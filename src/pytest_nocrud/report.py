@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .html import app_start_ms
+from .html import app_starts, handoff_figures
 from .record import TestRecord
 from .routes import percentile
 
@@ -46,17 +46,12 @@ def summary_lines(
     startup = _startup(server, per_process)
     if startup:
         lines.append(startup)
-    handoffs = [ms for s in per_process for ms in s.get("handoff_ms", [])]
+    handoffs = handoff_figures(per_process)
     if handoffs:
-        line = (
-            f"databases handed out: {len(handoffs)}; handoff p50 {percentile(handoffs, 0.5):.2f} ms, "
-            f"p95 {percentile(handoffs, 0.95):.2f} ms, max {max(handoffs):.2f} ms"
-        )
-        waits = sum(int(s.get("handoff_waits", 0)) for s in per_process)
-        if any("handoff_waits" in s for s in per_process):
-            line += f"; {waits} waited for a clone"
-        lines.append(line)
-        lines.extend(pool_note(waits, len(handoffs)))
+        count, spread, waits = handoffs
+        lines.append(f"databases handed out: {count}; handoff {spread}" + (f"; {waits}" if waits else ""))
+        total_waits = sum(int(s.get("handoff_waits", 0)) for s in per_process)
+        lines.extend(pool_note(total_waits, count))
     if coverage_line:
         lines.append(coverage_line)
     lines.extend(_setup_errors(per_process))
@@ -74,11 +69,7 @@ def _startup(server: Mapping[str, Any], per_process: Sequence[Mapping[str, Any]]
         parts.append(f"server {started[0]:.0f} ms")
     elif "start_ms" in server:
         parts.append("server already running")
-    apps = []
-    for process in sorted(per_process, key=lambda s: str(s.get("worker", ""))):
-        ms = app_start_ms(process)
-        if ms is not None:
-            apps.append(f"{process.get('worker', 'main')} {ms:.0f} ms")
+    apps = [f"{worker} {ms:.0f} ms" for worker, ms in app_starts(per_process)]
     if apps:
         parts.append("app " + ", ".join(apps))
     return f"startup: {'; '.join(parts)}" if parts else ""

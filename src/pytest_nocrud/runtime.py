@@ -2,7 +2,8 @@
 
 Fixtures ask the runtime for resources; the runtime acquires each one on first use (so
 ``--collect-only`` and runs without nocrud tests touch nothing) and remembers failures so the same
-setup error is reported in full once per process and briefly afterwards.
+setup error is reported in full once per process and briefly afterwards. Serial mode, which
+provisions nothing, is the subclass ``serial.SerialRuntime``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import psycopg
 
-from . import serial
 from .app import (
     AppLog,
     AppProcess,
     AppSpec,
+    ExternalApp,
     app_session_name,
     reap_orphaned_apps,
     settings_env,
@@ -33,13 +34,13 @@ from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolEr
 from .pg import admin, setup_store
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
-from .pg.pool import ClonePool, choose_strategy, collect_garbage, pool_prefix
-from .pg.procs import ProcessId
+from .pg.names import kept_name, pool_prefix
+from .pg.pool import ClonePool, choose_strategy, collect_garbage
+from .pg.procs import ProcessId, indented
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
 from .pg.template import LayerKeys, LayerUse, Template, ensure_template, layer_keys
-from .serial import ExternalApp
 from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
@@ -90,6 +91,31 @@ def input_warnings(settings: Settings, keys: LayerKeys) -> list[str]:
             "schema changes: list the files your builder reads in nocrud_template_inputs"
         )
     return lines
+
+
+class ServerStats(TypedDict):
+    embedded: bool
+    version: str
+    start_ms: float | None
+
+
+class RequestStats(TypedDict):
+    count: int
+    delayed_ack: int
+
+
+class WorkerStats(TypedDict, total=False):
+    """What one process contributes to the summary and the run report (plain data: crosses xdist)."""
+
+    worker: str
+    server: ServerStats
+    template: dict[str, Any]  # dataclasses.asdict(Template)
+    handoff_ms: list[float]
+    handoff_waits: int
+    app_start_ms: float
+    requests: RequestStats
+    events: list[list[Any]]  # [what, started epoch s, seconds, ok]
+    errors: dict[str, str]
 
 
 @dataclasses.dataclass
@@ -168,9 +194,6 @@ class Runtime:
         return self.once("PostgreSQL", self._acquire_postgres)
 
     def _acquire_postgres(self) -> PostgresServer:
-        if self.settings.serial:
-            db = self.serial_db
-            return PostgresServer(admin=db, version=serial.server_version(db), embedded=False)
         if self.settings.dsn:
             return check_dsn(self.settings.dsn)
         self._cluster = EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
@@ -207,8 +230,6 @@ class Runtime:
 
     def _ensure_template(self) -> Template:
         server = self.postgres()
-        if self.settings.serial:  # provisions nothing: the "template" is the database in use
-            return Template(self.serial_db.dbname, key="", reused=True, build_seconds=0.0)
         builder = self.builder()
         setups = self.template_setups()
         extra = setup_inputs(setups, self.settings.rootpath)  # a setup change rebuilds the data layer
@@ -240,8 +261,8 @@ class Runtime:
         try:
             results = run_setups(setups, app.url)
         except BuildError as exc:
-            tail = "".join(f"\n    {line}" for line in log.tail(offset, 15).splitlines())
-            app_log = f"\n  app log ({log.path}), last lines:{tail}" if tail else ""
+            tail = indented(log.tail(offset, 15))
+            app_log = f"\n  app log ({log.path}), last lines:\n{tail}" if tail else ""
             advice = "The template was not finalized; fix the function and run again."
             raise BuildError(f"{exc}{app_log}\n{advice}") from None
         finally:
@@ -255,8 +276,6 @@ class Runtime:
     def _load_setup_outputs(self) -> StoredSetup:
         if not self.template_setups():  # nothing to read: no connection, no handoff
             return StoredSetup({}, {})
-        if self.settings.serial:
-            return setup_store.load(self.serial_db)
         pool = self.pool()
         if not pool.has_stable:
             pool.handoff()
@@ -286,23 +305,10 @@ class Runtime:
     def has_pool(self) -> bool:
         return self._pool is not None
 
-    def dsn_of(self, dbname: str) -> str:
-        """DSN of another database on the server in use (e.g. a kept failed test's)."""
-        return self.postgres().admin.with_db(dbname).dsn
-
     # -- a test's database -------------------------------------------------------------------------
 
-    @property
-    def serial_db(self) -> ConnInfo:
-        return serial.database_from_env(self.settings.dsn, os.environ)
-
     def fresh_database(self) -> ConnInfo:
-        """Before a test: a fresh clone under the stable name (serial mode: the reset command, if any)."""
-        if self.settings.serial:
-            self.postgres()
-            if self.settings.serial_reset:
-                serial.run_reset(self.settings.serial_reset, self.serial_db, self.settings.rootpath)
-            return self.serial_db
+        """Before a test: a fresh clone under the stable name."""
         pool = self.pool()
         try:
             pool.handoff()
@@ -329,9 +335,15 @@ class Runtime:
             return self._cluster.stopped_error()
         return dsn_stopped_error(self.postgres().admin)
 
-    def keep_database(self, name: str) -> None:
-        if self._pool is not None:
-            self._pool.keep_current(name)
+    def keep_database(self, nodeid: str) -> ConnInfo:
+        """Keep the current test's database (a failed test's) under its own name; where it now lives."""
+        name = kept_name(nodeid, salt=str(os.getpid()))
+        if self._pool is None:
+            raise PoolError("no database to keep: this worker has no clone pool")
+        try:
+            return self._pool.keep_current(name)
+        except psycopg.Error as exc:
+            raise PoolError(f"renaming {self._pool.stable} to {name} failed: {exc}") from None
 
     def release_database(self) -> None:
         """After a test: let the sessions on its database start ending (see ``ClonePool.release``)."""
@@ -399,18 +411,19 @@ class Runtime:
                 "(e.g. asyncpg) are not seen."
             )
 
+    @property
+    def app_per_test(self) -> bool:
+        """``nocrud_app_scope = test``: every test starts its own app on its own clone."""
+        return self.settings.app_scope == "test"
+
     def app(self) -> AppProcess | ExternalApp:
-        """The worker's app (nocrud_app_scope = worker), started on first use; serial: NOCRUD_APP_URL."""
-        if self.settings.serial:
-            return ExternalApp(str(self.settings.app_url))
+        """The worker's app (nocrud_app_scope = worker), started on first use."""
         self._app = self.once("app", self.new_app)
         return self._app
 
     @property
     def started_app_url(self) -> str | None:
-        """The app this process started (serial: NOCRUD_APP_URL); None when none is up."""
-        if self.settings.serial:
-            return self.settings.app_url
+        """The app this process started; None when none is up."""
         return self._app.url if self._app is not None else None
 
     @property
@@ -426,9 +439,9 @@ class Runtime:
 
     # -- end of run ------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> WorkerStats:
         """What this process contributes to the terminal summary (plain data: crosses xdist)."""
-        out: dict[str, Any] = {"worker": self.worker}
+        out: WorkerStats = {"worker": self.worker}
         server = self._cache.get("PostgreSQL")
         if isinstance(server, PostgresServer):
             out["server"] = {
@@ -459,6 +472,9 @@ class Runtime:
         if self._app is not None:
             self._app.stop()
             self._app = None
+        log = self._cache.get("app log")
+        if isinstance(log, AppLog):
+            log.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()

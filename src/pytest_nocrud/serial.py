@@ -4,34 +4,76 @@ Nothing is provisioned or started: the app is ``NOCRUD_APP_URL`` and the databas
 ``NOCRUD_DSN``, else ``DATABASE_URL``, else the libpq ``PG*`` variables -- the same environment the
 original noCRUD runner's ``backend_env.sh`` exported. ``nocrud_serial_reset`` (a shell command, given
 that database's ``DATABASE_URL``/``PG*``) runs before every test that uses the database.
+
+``SerialRuntime`` is the runtime of such a run: the same interface the fixtures use, with the
+provisioning steps replaced by "use what is there" (plugin.py picks it once, at configure).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 
-from .errors import SerialError
+from .app import AppProcess, ExternalApp
+from .errors import SerialError, first_line
+from .pg import admin, setup_store
 from .pg.conninfo import ConnInfo
+from .pg.procs import indented
+from .pg.server import PostgresServer
+from .pg.setup_store import StoredSetup
+from .pg.template import Template
+from .runtime import Runtime
+
+__all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "server_version"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ExternalApp:
-    """An app somebody else runs: what ``nocrud_app`` returns in serial mode (no log file)."""
+@dataclasses.dataclass
+class SerialRuntime(Runtime):
+    """A run against an app and database somebody else runs: nothing provisioned, nothing started."""
 
-    url: str
-    log_path: Path | None = None
+    @functools.cached_property
+    def db(self) -> ConnInfo:
+        """The database in use, read from the environment once (a bad PG* value fails as a setup error)."""
+        return database_from_env(self.settings.dsn, os.environ)
+
+    def _acquire_postgres(self) -> PostgresServer:
+        return PostgresServer(admin=self.db, version=server_version(self.db), embedded=False)
+
+    def _ensure_template(self) -> Template:
+        self.postgres()  # provisions nothing: the "template" is the database in use
+        return Template(self.db.dbname, key="", reused=True, build_seconds=0.0)
+
+    def _load_setup_outputs(self) -> StoredSetup:
+        if not self.template_setups():
+            return StoredSetup({}, {})
+        return setup_store.load(self.db)
+
+    def fresh_database(self) -> ConnInfo:
+        """Before a test: the reset command, if any; the database is always the same one."""
+        self.postgres()
+        if self.settings.serial_reset:
+            run_reset(self.settings.serial_reset, self.db, self.settings.rootpath)
+        return self.db
 
     @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+    def app_per_test(self) -> bool:
+        return False  # the app is not ours to start
+
+    def app(self) -> AppProcess | ExternalApp:
+        return ExternalApp(str(self.settings.app_url))
+
+    def new_app(self) -> AppProcess:
+        raise SerialError("serial mode starts no app: it uses NOCRUD_APP_URL")
+
+    @property
+    def started_app_url(self) -> str | None:
+        return self.settings.app_url
 
 
 def database_from_env(dsn: str | None, environ: Mapping[str, str]) -> ConnInfo:
@@ -53,9 +95,9 @@ def database_from_env(dsn: str | None, environ: Mapping[str, str]) -> ConnInfo:
 def server_version(db: ConnInfo) -> str:
     try:
         with psycopg.connect(db.dsn, connect_timeout=5) as conn:
-            return str(conn.info.parameter_status("server_version") or "unknown").split()[0]
+            return admin.running_version(conn)
     except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise SerialError(
             f"serial mode cannot connect to {db.describe()} ({db.masked()}): {db.redact(reason)}\n"
             "Set NOCRUD_DSN, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE to the database "
@@ -76,8 +118,7 @@ def run_reset(command: str, db: ConnInfo, cwd: Path) -> None:
         errors="replace",
     )
     if result.returncode != 0:
-        output = db.redact(result.stdout + result.stderr).strip().splitlines()[-20:]
         raise SerialError(
             f"nocrud_serial_reset exited with code {result.returncode}: {command}\n"
-            + "\n".join("    " + line for line in output)
+            + indented(db.redact(result.stdout + result.stderr), last=20)
         )

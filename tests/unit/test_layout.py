@@ -59,6 +59,15 @@ def test_only_plugin_and_fixtures_define_hooks_and_fixtures() -> None:
         assert "@pytest.fixture" not in text and "@pytest.hookimpl" not in text, path.name
 
 
+def test_plugin_module_holds_hooks_only() -> None:
+    """Logic that creeps into plugin.py hides from the modules that own it (run.py, state.py, ...)."""
+    tree = ast.parse((PACKAGE / "plugin.py").read_text())
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert functions and all(name.startswith("pytest_") for name in functions), functions
+    assert classes == ["_XdistHooks"], classes
+
+
 def test_every_error_class_derives_from_nocrud_error() -> None:
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -14,7 +14,7 @@ import dataclasses
 import weakref
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -22,7 +22,14 @@ from pytest_nocrud.flows.baked import BAKED
 from pytest_nocrud.flows.timeline import RequestLog, describe_response, log_for, make_client
 
 #: Anything that logs a client in: AsUser, AsToken, AsBearer, or a function of the client.
-Login = Callable[[Any], Any]
+#: Something that logs a client in (``AsUser`` is one); its return value is the ``login`` output.
+Login = Callable[[httpx.Client], Any]
+
+
+class ClientFactory(Protocol):
+    """``nocrud_client_factory``: another client of the same app, logged in as ``as_user`` if given."""
+
+    def __call__(self, as_user: Login | None = None, label: str | None = None) -> httpx.Client: ...
 
 __all__ = [
     "AsBearer",

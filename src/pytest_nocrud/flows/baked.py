@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -217,9 +217,17 @@ class BakedLogins:
         for name, _ in baked.headers:
             client.headers.pop(name, None)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> BakedSummary:
         """Plain data for the terminal summary (crosses xdist)."""
         return {"available": len(self), "reused": self.reused, "rejected": dict(self.rejected)}
+
+
+class BakedSummary(TypedDict):
+    """One process's baked-login counts (plain data: crosses xdist)."""
+
+    available: int
+    reused: int
+    rejected: dict[str, str]  # label -> why
 
 
 #: The process's registry: the plugin fills it from the template; AsUser/session_login consult it.

@@ -666,7 +666,7 @@ class CrudFlow:
 
         return register(fn) if fn is not None else register
 
-    def run(self, client: Any, **kwargs: Any) -> FlowResult:
+    def run(self, client: httpx.Client, **kwargs: Any) -> FlowResult:
         """``Flow.run`` of the generated flow (same keyword arguments)."""
         return self.flow.run(client, **kwargs)
 

@@ -42,6 +42,7 @@ from typing import Any, TypeVar, overload
 import httpx
 import pytest
 
+from pytest_nocrud.flows.auth import Login
 from pytest_nocrud.flows.timeline import RequestLog, RequestRecord, describe_response, log_for, mark_expected
 
 from ..errors import FlowDefinitionError, FlowFailed
@@ -61,8 +62,6 @@ __all__ = [
 
 StepFn = Callable[["StepContext"], Any]
 F = TypeVar("F", bound=StepFn)
-#: Something that logs a client in (``auth.AsUser`` is one); its return value is the ``login`` output.
-Login = Callable[[Any], Any]
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 DependsOn = str | Callable[..., Any] | Sequence[str | Callable[..., Any]]
@@ -111,7 +110,7 @@ class StepContext:
         flow: str,
         step: str,
         attempt: int,
-        client: Any,
+        client: httpx.Client,
         outputs: Mapping[str, Any],
         fixtures: Mapping[str, Any],
         log: RequestLog | None,
@@ -263,7 +262,7 @@ def _is_failure(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _capped_client_timeout(client: Any, seconds: float | None) -> Iterator[None]:
+def _capped_client_timeout(client: httpx.Client, seconds: float | None) -> Iterator[None]:
     """While a step with a timeout runs, no single request of an httpx client may outlast it."""
     if seconds is None or not isinstance(client, httpx.Client):
         yield
@@ -465,7 +464,7 @@ class Flow:
 
     def run(
         self,
-        client: Any,
+        client: httpx.Client,
         *,
         fixtures: Mapping[str, Any] | None = None,
         log: RequestLog | None = None,
@@ -504,7 +503,7 @@ class Flow:
     def _run_step(
         self,
         step: Step,
-        client: Any,
+        client: httpx.Client,
         visible: Mapping[str, Any],
         fixtures: Mapping[str, Any],
         log: RequestLog | None,

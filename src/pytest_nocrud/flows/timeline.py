@@ -236,11 +236,6 @@ class RequestLog:
         with self._lock:
             return list(self._entries[mark:])
 
-    def clear(self) -> None:
-        """Forget everything (marks taken before become meaningless)."""
-        with self._lock:
-            self._entries.clear()
-
     def last_failure(self) -> RequestRecord | None:
         """The most recent request that got no response or an error status."""
         for record in reversed(self.entries):

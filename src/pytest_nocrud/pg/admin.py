@@ -17,9 +17,9 @@ import psycopg
 from psycopg import sql
 
 from .conninfo import ConnInfo
+from .names import check_name
 
 Conn = psycopg.Connection[Any]
-MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer names
 
 
 def connect(info: ConnInfo, *, purpose: str = "admin") -> Conn:
@@ -27,13 +27,6 @@ def connect(info: ConnInfo, *, purpose: str = "admin") -> Conn:
     return psycopg.connect(
         info.dsn, autocommit=True, application_name=f"pytest-nocrud {purpose}", connect_timeout=10
     )
-
-
-def check_name(name: str) -> str:
-    """Refuse names PostgreSQL would truncate: two long names could silently become one."""
-    if not name or len(name.encode()) > MAX_NAME_BYTES:
-        raise ValueError(f"database name {name!r} must be 1..{MAX_NAME_BYTES} bytes")
-    return name
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -184,6 +177,11 @@ def names_like(conn: Conn, prefix: str) -> list[str]:
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname", [pattern])
     return [row[0] for row in rows.fetchall()]
+
+
+def running_version(conn: Conn) -> str:
+    """The server's version as ``16.4`` (a distribution's suffix, ``16.4 (Debian ...)``, dropped)."""
+    return str(conn.info.parameter_status("server_version") or "unknown").split()[0]
 
 
 def fsync_enabled(conn: Conn) -> bool:

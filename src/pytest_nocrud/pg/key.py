@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .names import BUILD_PREFIX, SCHEMA_PREFIX, TEMPLATE_PREFIX, schema_name, template_name
+
 __all__ = [
     "BUILD_PREFIX",
     "SCHEMA_PREFIX",
@@ -38,9 +40,6 @@ __all__ = [
 #: built by an older plugin are never reused.
 TEMPLATE_FORMAT_VERSION = 2  # 2: two layers (schema, data) and the nocrud.sql_files tracking table
 
-TEMPLATE_PREFIX = "nocrud_tpl_"  # data layers: what tests clone
-SCHEMA_PREFIX = "nocrud_sch_"  # schema layers: migrations only
-BUILD_PREFIX = "nocrud_bld_"  # a layer being built (renamed to its final name when finalized)
 
 SKIPPED_DIRS = frozenset(
     {
@@ -88,15 +87,6 @@ class TemplateKey:
         return [self.root / f for f in self.files]
 
 
-def template_name(key: str) -> str:
-    """Database name of the template for ``key`` (64 bits of the hash: collisions are not a concern,
-    and the name stays far below PostgreSQL's 63-byte identifier limit)."""
-    return TEMPLATE_PREFIX + key[:16]
-
-
-def schema_name(key: str) -> str:
-    """Database name of the schema layer for a schema key."""
-    return SCHEMA_PREFIX + key[:16]
 
 
 def compute_key(

@@ -14,9 +14,7 @@ touched.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import re
 import threading
 import time
 from collections import deque
@@ -28,16 +26,11 @@ from psycopg import sql
 from ..errors import HandoffError, PoolError
 from . import admin
 from .conninfo import ConnInfo
+from .names import OWNED_NAME, RUN_PREFIX, check_pool_prefix, clone_name, dirty_name, pool_prefix
 
-OWNED_NAME = re.compile(r"^(nocrud_r[0-9a-f]{10}_[A-Za-z0-9]{1,12})(?:_[cd]\d+)?$")
+__all__ = ["OWNED_NAME", "ClonePool", "choose_strategy", "collect_garbage", "pool_prefix", "swap_statement"]
+
 SWAP_ATTEMPTS = 5
-
-
-def pool_prefix(run_token: str, worker: str) -> str:
-    """``nocrud_r<run hash>_<worker>``: short, unique per run and worker, parseable by the collector."""
-    digest = hashlib.sha256(run_token.encode()).hexdigest()[:10]
-    worker_part = re.sub(r"[^A-Za-z0-9]", "", worker)[:12] or "main"
-    return f"nocrud_r{digest}_{worker_part}"
 
 
 def choose_strategy(setting: str, *, server_major: int, fsync_on: bool) -> str | None:
@@ -83,8 +76,7 @@ class ClonePool:
     ) -> None:
         self.server = server
         self.template = template
-        self.stable = admin.check_name(prefix)
-        admin.check_name(f"{prefix}_d{10**9}")  # suffixes must fit too
+        self.stable = check_pool_prefix(prefix)
         self.size = size
         self.strategy = strategy
         self.session_grace_s = session_grace_s
@@ -129,7 +121,7 @@ class ClonePool:
                 self._cond.wait()
             clone = self._ready.popleft()
             self._cond.notify_all()
-        dirty = f"{self.stable}_d{next(self._seq)}" if self._has_stable else None
+        dirty = dirty_name(self.stable, next(self._seq)) if self._has_stable else None
         try:
             dirty = self._swap(clone, dirty)
         except BaseException:
@@ -196,7 +188,7 @@ class ClonePool:
                 dirty = self._dirty.popleft()
                 return lambda conn: admin.drop(conn, dirty)
             self._creating += 1
-            name = f"{self.stable}_c{next(self._seq)}"
+            name = clone_name(self.stable, next(self._seq))
             return lambda conn: self._create(conn, name)
 
     def _create(self, conn: admin.Conn, name: str) -> None:
@@ -247,7 +239,7 @@ class ClonePool:
 def collect_garbage(conn: admin.Conn, *, only_prefix: str | None = None) -> list[str]:
     """Drop databases of dead runs (their owner lock is free). Returns the names dropped."""
     by_owner: dict[str, list[str]] = {}
-    for name in admin.names_like(conn, "nocrud_r"):
+    for name in admin.names_like(conn, RUN_PREFIX):
         match = OWNED_NAME.match(name)
         if match and (only_prefix is None or match.group(1) == only_prefix):
             by_owner.setdefault(match.group(1), []).append(name)

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 
@@ -102,16 +102,46 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def poll(
+    timeout: float, *, first: float = 0.002, longest: float = 0.05, factor: float = 2.0
+) -> Iterator[bool]:
+    """The rounds of a polling loop, with a short delay between them that grows up to ``longest``.
+
+    Each round yields whether time is left; the round after the deadline yields False and is the
+    last, so the loop body looks once more, then gives up::
+
+        for in_time in poll(30):
+            if ready(): return
+            if not in_time: raise TimeoutError
+    """
+    deadline = time.monotonic() + timeout
+    delay = first
+    while True:
+        in_time = time.monotonic() < deadline
+        yield in_time
+        if not in_time:
+            return
+        time.sleep(delay)
+        delay = min(delay * factor, longest)
+
+
 def _poll_until(done: Callable[[], bool], timeout: float) -> bool:
     """Poll ``done`` with a short, growing delay; True if it held within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while not done():
-        if time.monotonic() >= deadline:
+    for in_time in poll(timeout):
+        if done():
+            return True
+        if not in_time:
             return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
+    return False  # pragma: no cover - poll() always ends on a round that is not in time
+
+
+def indented(text: str, prefix: str = "    ", *, last: int | None = None, empty: str = "") -> str:
+    """``text`` (its ``last`` lines only, if given) with every line indented: a process's output
+    quoted inside an error message. ``empty`` stands in when there is no line at all."""
+    lines = text.rstrip().lstrip("\n").splitlines()
+    if last is not None:
+        lines = lines[-last:]
+    return "\n".join(prefix + line for line in lines) or (prefix + empty if empty else "")
 
 
 def wait_group_gone(pgid: int, timeout: float) -> bool:

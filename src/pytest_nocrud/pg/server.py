@@ -32,17 +32,17 @@ import stat as stat_module
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
 
 import filelock
 import psycopg
 
-from ..errors import ServerError
+from ..errors import ServerError, first_line
+from .admin import running_version
 from .binaries import find_bindir, major_of, server_version
 from .conninfo import ConnInfo
-from .procs import ProcessId, is_running, terminate
+from .procs import ProcessId, indented, is_running, poll, terminate
 
 PORT = 5432  # only names the socket file inside our private directory; no TCP port is opened
 SUPERUSER = "postgres"
@@ -91,12 +91,12 @@ def check_dsn(dsn: str) -> PostgresServer:
     admin = ConnInfo.parse(dsn)
     try:
         with psycopg.connect(dsn, connect_timeout=DSN_CONNECT_TIMEOUT, autocommit=True) as conn:
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            version = running_version(conn)
             row = conn.execute(
                 "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
             ).fetchone()
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ServerError(
             f"cannot connect to PostgreSQL at {admin.describe()} as {admin.user!r} "
             f"(DSN {admin.redact(dsn)}): {admin.redact(reason)}\n"
@@ -108,7 +108,7 @@ def check_dsn(dsn: str) -> PostgresServer:
             f"role {admin.user!r} on {admin.describe()} may not CREATE DATABASE; pytest-nocrud needs it "
             "(ALTER ROLE ... CREATEDB, or use a superuser DSN)."
         )
-    return PostgresServer(admin=admin, version=version.split()[0], embedded=False)
+    return PostgresServer(admin=admin, version=version, embedded=False)
 
 
 def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
@@ -118,11 +118,10 @@ def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
             conn.execute("SELECT 1")
         return None
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if admin.password:
-            reason = reason.replace(admin.password, "***")
+        reason = first_line(exc)
         return ServerError(
-            f"the PostgreSQL server stopped answering during the run ({admin.describe()}): {reason}\n"
+            f"the PostgreSQL server stopped answering during the run ({admin.describe()}): "
+            f"{admin.redact(reason)}\n"
             "Check that it is running, then run again."
         )
 
@@ -351,7 +350,7 @@ class EmbeddedCluster:
         except OSError:
             text = []
         telling = [line for line in text if "LOG:  checkpoint " not in line]
-        return _tail("\n".join(telling), lines=lines) or "    (empty)"
+        return indented("\n".join(telling), last=lines, empty="(empty)")
 
     def stopped_error(self) -> ServerError | None:
         """Why the server a run was using is gone (killed, crashed), with its log's tail; None if up."""
@@ -403,7 +402,7 @@ class EmbeddedCluster:
             shutil.rmtree(self.data, ignore_errors=True)
             raise ServerError(
                 f"initdb failed (exit {result.returncode}) for {self.data}:\n"
-                + _tail(result.stdout + result.stderr)
+                + indented(result.stdout + result.stderr, last=20)
             )
         self._initialized_marker.write_text(f"{self.major}\n")
 
@@ -471,22 +470,20 @@ class EmbeddedCluster:
 
     def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
         """Poll the pid file's status line (what pg_ctl -w does) until 'ready'."""
-        deadline = time.monotonic() + START_TIMEOUT
-        delay = 0.002
-        while self._pid_file_status() != "ready":
+        for in_time in poll(START_TIMEOUT, longest=0.02):
+            if self._pid_file_status() == "ready":
+                return
             exited = proc.poll() is not None if proc else not is_running(pid)
             if exited:
                 raise ServerError(
                     f"PostgreSQL exited during start-up; last lines of {self.log_path}:\n"
-                    + _tail(self.log_path.read_text(errors="replace"))
+                    + indented(self.log_path.read_text(errors="replace"), last=20)
                 )
-            if time.monotonic() > deadline:
+            if not in_time:
                 terminate(pid, first=signal.SIGQUIT, grace=5.0)
                 raise ServerError(
                     f"PostgreSQL did not become ready within {START_TIMEOUT:.0f}s; see {self.log_path}"
                 )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
 
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []
@@ -504,17 +501,3 @@ def _is_postgres(pid: int) -> bool:
         return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: trust the live pid
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
-
-
-@contextlib.contextmanager
-def embedded_session(home: Path, owner: ProcessId, bindir: str | None = None) -> Iterator[PostgresServer]:
-    """Acquire and release in one block (benchmarks, the CLI)."""
-    cluster = EmbeddedCluster(home, bindir=bindir)
-    try:
-        yield cluster.acquire(owner)
-    finally:
-        cluster.release(owner)

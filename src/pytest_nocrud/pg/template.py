@@ -48,6 +48,7 @@ from .key import (
     compute_key,
     schema_name,
 )
+from .names import build_prefix
 from .pool import choose_strategy
 from .procs import ProcessId, group_members
 
@@ -433,12 +434,6 @@ class _Layers:
             raise
         self.progress(f"layer {name} {how}")
         return _Found(False, seconds, how, note, built_here=True)
-
-
-def build_prefix(layer: str) -> str:
-    """Build databases of ``layer``: ``nocrud_bld_`` + t|s + its key part + ``_``."""
-    kind = "s" if layer.startswith(SCHEMA_PREFIX) else "t"
-    return BUILD_PREFIX + kind + layer.rsplit("_", 1)[-1] + "_"
 
 
 def drop_build(conn: admin.Conn, name: str) -> None:
