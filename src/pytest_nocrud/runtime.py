@@ -318,16 +318,20 @@ class Runtime:
             stopped = self._server_stopped()
             if stopped is not None:
                 raise self._failed("PostgreSQL", stopped) from None
-            if not isinstance(exc, PoolError):
-                raise
+            # The server is up, but this worker's pool connections broke or its filler gave up: the
+            # pool is done for this worker. One clear error, not a traceback per test.
             raise self._failed("clone pool", self._explain_pool_error(exc)) from None
         return pool.info
 
-    def _explain_pool_error(self, exc: PoolError) -> PoolError:
-        """A full disk is the usual reason clones stop: say so, where, and what to do."""
-        if "No space left on device" not in str(exc) or self._cluster is None:
-            return exc
-        return PoolError(f"{exc}\n{self._cluster.disk_full_hint()}")
+    def _explain_pool_error(self, exc: BaseException) -> PoolError:
+        """A full disk is the usual reason clones stop (also behind a server that restarted after a
+        PANIC on a WAL write): say so, where, and what to do."""
+        message = str(exc).strip() or type(exc).__name__
+        if self._cluster is not None and (
+            "No space left on device" in message or self._cluster.disk_is_full()
+        ):
+            return PoolError(f"{message}\n{self._cluster.disk_full_hint()}")
+        return PoolError(message)
 
     def _server_stopped(self) -> ServerError | None:
         """After a database error: is the server itself gone? (one clear error instead of many)"""

@@ -130,6 +130,7 @@ def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
 
 
 SHARED_MEMORY = Path("/dev/shm")
+DISK_NEARLY_FULL = 16 * 2**20  # less free than one clone of a small template
 MIN_SHARED_MEMORY_FREE = 2 * 1024**3  # Docker's 64 MB /dev/shm would fill up after a few clones
 
 
@@ -328,6 +329,15 @@ class EmbeddedCluster:
                 return False
             self.stop()
             return True
+
+    def disk_is_full(self) -> bool:
+        """The data dir's file system has (almost) no room, or the server just said so in its log."""
+        try:
+            if shutil.disk_usage(self.data).free < DISK_NEARLY_FULL:
+                return True
+        except OSError:
+            pass
+        return "No space left on device" in self._log_tail(lines=20)
 
     def disk_full_hint(self) -> str:
         """What to say when PostgreSQL reports 'No space left on device' for our data dir."""
