@@ -212,6 +212,25 @@ def test_a_test_that_drops_or_renames_its_own_database_does_not_break_the_next(
     assert rows(pool.info) == ["seed"]
 
 
+def test_fillers_grow_when_handoffs_wait_and_every_database_is_dropped(
+    server: ConnInfo, template: str
+) -> None:
+    """Back-to-back handoffs outrun one filler; each wait adds a filler, up to max_fillers."""
+    pool = ClonePool(
+        server, template, prefix=pool_prefix(uuid.uuid4().hex, "gw0"), size=1, strategy="file_copy",
+        max_fillers=3,
+    )  # fmt: skip
+    try:
+        for _ in range(12):
+            pool.handoff()
+        assert pool.waits > 0 and pool.fillers == min(3, 1 + pool.waits), (pool.waits, pool.fillers)
+        assert rows(pool.info) == ["seed"]
+    finally:
+        pool.close()
+    with admin.connect(server) as conn:
+        assert admin.names_like(conn, pool.stable) == []
+
+
 def test_close_drops_everything_and_frees_the_owner_lock(server: ConnInfo, template: str) -> None:
     prefix = pool_prefix(uuid.uuid4().hex, "gw1")
     pool = ClonePool(server, template, prefix=prefix, size=SIZE, strategy=None)
