@@ -62,3 +62,12 @@ def test_a_pool_that_cannot_keep_up_is_named() -> None:
     assert any(line.startswith("note: 20 of 40 handoffs waited for a clone") for line in behind), behind
     fine = summary_lines([worker("gw0", handoff_ms=[1.0] * 100, handoff_waits=3)])
     assert not any("handoffs waited" in line for line in fine)
+
+
+def test_filler_budget_leaves_the_other_workers_their_cores() -> None:
+    from pytest_nocrud.runtime import filler_budget
+
+    assert filler_budget(2, None) == 2  # one process on two cores: a second filler may clone
+    assert filler_budget(2, "2") == 1  # -n 2 on two cores: no core to spare
+    assert filler_budget(16, "2") == 4  # capped
+    assert filler_budget(1, "garbage") == 1
