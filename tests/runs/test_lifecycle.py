@@ -124,10 +124,11 @@ def test_concurrent_runs_share_the_server_and_the_last_one_stops_it(
         RELEASE_MARKER=str(release),
     )
     _wait_for(started, long_run)
-    server_pids = postgres_pids(data_dir)
+    # The postmaster only: a just-forked child still carries its parent's command line for a moment.
+    (postmaster,) = {int(p.read_text().split()[0]) for p in data_dir.glob("pg*/data/postmaster.pid")}
 
     run_inner(pytester, data_dir, "-n", "2", "test_quick.py").assert_outcomes(passed=2)
-    assert postgres_pids(data_dir) == server_pids, "a finishing run must not stop a server in use"
+    assert postmaster in postgres_pids(data_dir), "a finishing run must not stop a server in use"
 
     release.write_text("go")  # the long run now queries the server it shares
     output, _ = long_run.communicate(timeout=60)
