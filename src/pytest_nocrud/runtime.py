@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -305,7 +306,8 @@ class Runtime:
         self._pool = ClonePool(
             server.admin,
             template.name,
-            prefix=pool_prefix(self.owner.token, self.worker),
+            # The host too: two CI containers may both run pytest as pid 7 started at the same tick.
+            prefix=pool_prefix(f"{socket.gethostname()}/{self.owner.token}", self.worker),
             size=self.settings.pool_size,
             strategy=strategy,
             max_fillers=filler_budget(os.cpu_count() or 1, os.environ.get("PYTEST_XDIST_WORKER_COUNT")),
