@@ -260,6 +260,7 @@ class Runtime:
             after_build=(lambda db: self._run_template_setups(setups, db)) if setups else None,
             use=use,
             require_objects=not self.settings.allow_empty_template,
+            worker=self.worker,
         )
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:

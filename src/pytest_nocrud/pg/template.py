@@ -22,8 +22,10 @@ what it cannot take, and keeps the most recently USED layers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import secrets
 import socket
@@ -162,15 +164,20 @@ def ensure_template(
     after_build: AfterBuild | None = None,
     use: LayerUse | None = None,
     require_objects: bool = True,
+    worker: str = "",
 ) -> Template:
     """Return the finalized data layer for ``keys``, building each layer at most once per key (or
     once per run with ``rebuild``). ``after_build`` runs on the data layer being built, after the
     fixtures and before it is finalized. ``use`` (default: a new one, closed when this process ends)
     keeps both layers marked as in use. ``require_objects``: a full schema build that created nothing
-    is a BuildError (the builder migrated some other database), not a template."""
+    is a BuildError (the builder migrated some other database), not a template.
+
+    A build that fails is recorded (see ``BuildFailures``): the other processes of the same run
+    (``run_token``; ``worker`` names this one in their message) then fail at once with its reason
+    instead of running the same failing build again; a later run builds again."""
     use = use or LayerUse(server)
     lock_dir.mkdir(parents=True, exist_ok=True)
-    layers = _Layers(server, lock_dir, run_token, rebuild, use, progress)
+    layers = _Layers(server, lock_dir, run_token, rebuild, use, progress, worker=worker)
     name, schema = keys.name, keys.schema_name
     found = layers.existing(name)
     if found is not None:
@@ -336,6 +343,8 @@ class _Layers:
         rebuild: bool,
         use: LayerUse,
         progress: Progress,
+        *,
+        worker: str = "",
     ) -> None:
         self.server = server
         self.lock_dir = lock_dir
@@ -343,6 +352,7 @@ class _Layers:
         self.rebuild = rebuild
         self.use = use
         self.progress = progress
+        self.failures = BuildFailures(lock_dir, run_token, worker)
 
     def existing(self, name: str) -> _Found | None:
         """A finalized layer we may use (marked as used first), or None."""
@@ -379,13 +389,20 @@ class _Layers:
             with admin.advisory_lock(conn, name):
                 found = self._existing(conn, name)  # someone built it meanwhile
                 if found is not None:
+                    self.failures.forget(name)
                     return found
+                self.failures.raise_if_failed(name)  # another worker of this run just failed it
                 for leftover in admin.names_like(conn, build_prefix(name)):
                     drop_build(conn, leftover)  # of a builder that died: we hold its layer's lock
-                plan = plan_for(conn)
-                if plan.source is not None:
-                    self.use.mark(plan.source)  # GC must not drop it while we clone it
-                found = self._build(conn, name, plan)
+                try:
+                    plan = plan_for(conn)
+                    if plan.source is not None:
+                        self.use.mark(plan.source)  # GC must not drop it while we clone it
+                    found = self._build(conn, name, plan)
+                except Exception as exc:
+                    self.failures.record(name, exc)  # still under the locks: the next one sees it
+                    raise
+                self.failures.forget(name)
             collect_layers(conn, keep=name)
         return found
 
@@ -434,6 +451,73 @@ class _Layers:
             raise
         self.progress(f"layer {name} {how}")
         return _Found(False, seconds, how, note, built_here=True)
+
+
+class BuildFailures:
+    """Failed builds of this run, recorded under the lock dir: ``<layer>.failed.<run digest>`` (0600,
+    JSON: run token, worker, one-line reason), written while the layer's locks are held.
+
+    The other workers of the run wait on those locks while one builds; when the build fails, each of
+    them would otherwise run the same failing build again (a slow migration, once per worker). With the
+    record they fail at once with the same reason. The record is keyed by the run, so the next run
+    (after a fix) builds again; records of ended runs are removed when the next one is written.
+    """
+
+    def __init__(self, lock_dir: Path, run_token: str, worker: str) -> None:
+        self.lock_dir = lock_dir
+        self.run_token = run_token
+        self.worker = worker or "main"
+
+    def path(self, layer: str, run_token: str | None = None) -> Path:
+        digest = hashlib.sha256((run_token or self.run_token).encode()).hexdigest()[:12]
+        return self.lock_dir / f"{layer}.failed.{digest}"
+
+    def record(self, layer: str, exc: BaseException) -> None:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else ""
+        if not isinstance(exc, BuildError):
+            reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+        entry = {"run": self.run_token, "worker": self.worker, "reason": reason[:500]}
+        with contextlib.suppress(OSError):  # e.g. a full disk: the others just build again
+            self._prune(layer)
+            path = self.path(layer)
+            partial = path.with_name(path.name + ".tmp")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                json.dump(entry, file)
+            os.replace(partial, path)
+
+    def raise_if_failed(self, layer: str) -> None:
+        try:
+            entry = json.loads(self.path(layer).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(entry, dict) or entry.get("run") != self.run_token:
+            return
+        worker = str(entry.get("worker") or "main")
+        raise BuildError(
+            f"building template layer {layer} failed earlier in this run (worker {worker}): "
+            f"{entry.get('reason') or 'see its error'}; see the first failing test of worker {worker} "
+            "for the full error."
+        )
+
+    def forget(self, layer: str) -> None:
+        """The layer exists now: no record of it is of use any more."""
+        for path in self.lock_dir.glob(f"{layer}.failed.*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _prune(self, layer: str) -> None:
+        """Remove the records of runs that ended (their owner process is gone)."""
+        for path in self.lock_dir.glob(f"{layer}.failed.*"):
+            try:
+                run = json.loads(path.read_text(encoding="utf-8")).get("run")
+                ended = not isinstance(run, str) or not ProcessId.parse(run).alive()
+            except (OSError, ValueError, AttributeError):
+                ended = True
+            if ended:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def drop_build(conn: admin.Conn, name: str) -> None:
