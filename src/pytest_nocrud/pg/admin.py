@@ -55,10 +55,31 @@ def create(conn: Conn, name: str, *, template: str | None = None, strategy: str 
 
 
 def drop(conn: Conn, name: str, *, maybe_template: bool = False) -> None:
-    """Drop even if someone is still connected (PostgreSQL 13+ FORCE); templates must be unmarked first."""
+    """Drop even if someone is still connected (PostgreSQL 13+ FORCE).
+
+    A template must be unmarked first. Our layers are templates (``maybe_template``), and so is a test's
+    database after the test ran ``ALTER DATABASE ... IS_TEMPLATE true`` on it: one statement in a test
+    must not wedge every later drop, so a refused drop unmarks the database and tries once more.
+    """
     if maybe_template and is_template(conn, name):
         conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(_ident(name)))
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name)))
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name))
+    try:
+        conn.execute(statement)
+    except psycopg.errors.WrongObjectType:  # "cannot drop a template database"
+        conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(_ident(name)))
+        conn.execute(statement)
+
+
+def oid_of(conn: Conn, name: str) -> int | None:
+    row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
+    return int(row[0]) if row else None
+
+
+def name_of(conn: Conn, oid: int) -> str | None:
+    """The current name of database ``oid`` (a test may have renamed it), None if it is gone."""
+    row = conn.execute("SELECT datname FROM pg_database WHERE oid = %s", [oid]).fetchone()
+    return str(row[0]) if row else None
 
 
 def is_template(conn: Conn, name: str) -> bool:

@@ -96,6 +96,9 @@ class ClonePool:
         self._stopping = False
         self._error: BaseException | None = None
         self._has_stable = False
+        # Each clone's oid: a test that renamed its database away is found by it (and dropped).
+        self._oids: dict[str, int] = {}
+        self._stable_oid: int | None = None
         self._cond = threading.Condition()
         self._conn = admin.connect(server, purpose=f"handoff {prefix}")
         if not admin.try_advisory_lock(self._conn, prefix):
@@ -149,8 +152,9 @@ class ClonePool:
                 self._ready.appendleft(clone)  # untouched: the swap's transaction rolled back
             raise
         self._has_stable = True
-        if dirty:
-            with self._cond:
+        with self._cond:
+            self._stable_oid = self._oids.pop(clone, None)
+            if dirty:
                 self._dirty.append(dirty)
                 self._cond.notify_all()
         elapsed = (time.perf_counter() - started) * 1000
@@ -158,15 +162,18 @@ class ClonePool:
         return elapsed
 
     def _swap(self, clone: str, dirty: str | None) -> str | None:
-        """Run the swap; returns the dirty name to drop (None if the test dropped its database)."""
+        """Run the swap; returns the name of the used database to drop (None if the test dropped it)."""
+        used = dirty
         for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
                 self._conn.execute(swap_statement(self.stable, clone, dirty, grace_s=self.session_grace_s))
-                return dirty
+                return used
             except psycopg.errors.InvalidCatalogName:
                 if dirty is None:
                     raise
-                dirty = None  # the test dropped or renamed its own database: just move the clone in
+                # The test dropped or renamed its own database: move the clone in, and drop the
+                # renamed one under whatever name it has now (it is ours: same oid).
+                dirty, used = None, self._renamed_stable()
             except psycopg.errors.ObjectInUse as exc:
                 # Either sessions stayed for the grace period (the message names one), or one
                 # connected between the wait and the rename (rare): then simply try again.
@@ -178,6 +185,13 @@ class ClonePool:
                         "is in pg_stat_activity while it lasts."
                     ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _renamed_stable(self) -> str | None:
+        """The name the current test's database has now if the test renamed it (None if dropped)."""
+        if self._stable_oid is None:
+            return None
+        name = admin.name_of(self._conn, self._stable_oid)
+        return None if name == self.stable else name
 
     def release(self) -> None:
         """The test is over: end the sessions on its database now, without waiting for them.
@@ -197,6 +211,7 @@ class ClonePool:
         admin.terminate(self._conn, self.stable, wait_ms=int(self.session_grace_s * 1000))
         admin.rename(self._conn, self.stable, name)
         self._has_stable = False
+        self._stable_oid = None
         return self.server.with_db(name)
 
     # -- background filler ----------------------------------------------------------------------
@@ -217,10 +232,13 @@ class ClonePool:
     def _create(self, conn: admin.Conn, name: str) -> None:
         try:
             admin.create(conn, name, template=self.template, strategy=self.strategy)
+            oid = admin.oid_of(conn, name)
         finally:
             with self._cond:
                 self._creating -= 1
         with self._cond:
+            if oid is not None:
+                self._oids[name] = oid
             self._ready.append(name)
             self._cond.notify_all()
 
@@ -249,7 +267,8 @@ class ClonePool:
             thread.join(timeout=60)
         leftovers = list(self._ready) + list(self._dirty) + ([self.stable] if self._has_stable else [])
         try:
-            for name in leftovers:
+            renamed = self._renamed_stable() if self._has_stable else None
+            for name in leftovers + ([renamed] if renamed else []):
                 admin.drop(self._conn, name)
             collect_garbage(self._conn, only_prefix=self.stable)  # e.g. a clone whose CREATE was cut
             admin.advisory_unlock(self._conn, self.stable)
