@@ -74,7 +74,7 @@ def template_keys(
 
     ``extra_inputs`` (the ``@template_setup`` source files) feed the data layer's key only.
     """
-    schema_globs = settings.template_inputs or tuple(builder.schema_inputs())
+    schema_globs = (*(settings.template_inputs or builder.schema_inputs()), *builder.required_inputs())
     return layer_keys(settings.rootpath, schema_globs, builder, server_major, extra_inputs=extra_inputs)
 
 

@@ -82,6 +82,8 @@ class Lines(list[str]):
 
 
 def test_parse_builder_forms_and_identities(tmp_path: Path) -> None:
+    for directory in ("db/schema", "a", "b"):
+        (tmp_path / directory).mkdir(parents=True)
     b = parse_builder("sql:db/schema/", root=tmp_path)
     assert isinstance(b, SqlBuilder) and b.kind == "sql" and b.identity == "sql:db/schema"
     assert b.default_inputs() == ["db/schema/**/*.sql", "db/schema/**/*.sql.j2"]
@@ -241,9 +243,17 @@ def test_file_with_own_transaction_control_and_utf8(tmp_path: Path, db: ConnInfo
     assert query(db, "select x from t") == [("é ✓",)]
 
 
-def test_missing_sql_dir_names_absolute_path(tmp_path: Path, db: ConnInfo) -> None:
-    with pytest.raises(BuildError, match=str(tmp_path / "nope")):
-        parse_builder("sql:nope", root=tmp_path).build(db, Lines())
+def test_missing_sql_dir_names_absolute_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=str(tmp_path / "nope")):  # at parse time: a usage error
+        parse_builder("sql:nope", root=tmp_path)
+
+
+def test_a_fixture_inside_the_sql_dir_is_not_a_migration(tmp_path: Path) -> None:
+    write(tmp_path, "db/001_schema.sql", "CREATE TABLE t (id int);")
+    write(tmp_path, "db/seed.sql", "INSERT INTO t VALUES (1);")
+    builder = parse_builder("sql:db", root=tmp_path, fixtures=["db/seed.sql"])
+    assert [p.name for p in builder.schema_files()] == ["001_schema.sql"]
+    assert isinstance(builder, SqlBuilder) and builder.fixtures_in_schema_dir() == ["db/seed.sql"]
 
 
 def test_run_sql_files_requires_autocommit(tmp_path: Path, db: ConnInfo) -> None:

@@ -101,6 +101,11 @@ class Builder(abc.ABC):
     def schema_inputs(self) -> list[str]:
         """Default glob lines of the files that shape the schema layer (migrations)."""
 
+    def required_inputs(self) -> list[str]:
+        """Glob lines the schema key always includes, even when nocrud_template_inputs is set: the
+        files this builder is known to read (a line the user forgot must not make a stale layer)."""
+        return []
+
     @abc.abstractmethod
     def fixture_inputs(self) -> list[str]:
         """Glob lines of the fixture files (the data layer's own inputs)."""
@@ -155,7 +160,13 @@ def parse_builder(
     if kind == "django":
         return DjangoBuilder(root, manage_py=arg or None, fixtures=fixtures)
     if kind == "sql" and arg:
-        return SqlBuilder(root, arg, fixtures=fixtures, sql_vars=sql_vars)
+        builder = SqlBuilder(root, arg, fixtures=fixtures, sql_vars=sql_vars)
+        if not builder.schema_dir.exists():
+            raise ValueError(
+                f"sql:{arg}: {builder.schema_dir} does not exist; sql: takes a directory of *.sql files "
+                "or one .sql file, relative to the rootdir"
+            )
+        return builder
     if kind == "command" and arg:
         return CommandBuilder(
             root, arg, fixtures=fixtures, incremental=incremental_command, sql_vars=sql_vars
@@ -232,7 +243,11 @@ def _run_sql(
 
 class SqlBuilder(_SqlFixturesMixin, Builder):
     """``sql:<dir>``: every ``*.sql`` / ``*.sql.j2`` under ``<dir>`` (sorted by relative path), each
-    file atomic, each recorded in ``nocrud.sql_files``."""
+    file atomic, each recorded in ``nocrud.sql_files``; ``sql:<file>``: that one file.
+
+    A file listed in ``nocrud_fixtures`` belongs to the data layer only, even when it lies under the
+    schema directory: the schema layer never runs it (and its key never hashes it, see
+    ``template.layer_keys``), so no file is read by two layers."""
 
     kind = "sql"
 
@@ -257,23 +272,52 @@ class SqlBuilder(_SqlFixturesMixin, Builder):
     def schema_dir(self) -> Path:
         return (self.root / self.directory).absolute()
 
+    @property
+    def single_file(self) -> bool:
+        return self.schema_dir.is_file()
+
+    @property
+    def base(self) -> Path:
+        """What recorded paths are relative to: the directory, or a single file's parent."""
+        return self.schema_dir.parent if self.single_file else self.schema_dir
+
     def schema_inputs(self) -> list[str]:
         escaped = globmod.escape(self.directory)
+        if self.single_file:
+            return [escaped]
         return [f"{escaped}/**/*.sql", f"{escaped}/**/*.sql.j2"]
 
+    def required_inputs(self) -> list[str]:
+        """What this builder reads whatever nocrud_template_inputs says: every file it runs."""
+        return self.schema_inputs()
+
     def schema_files(self) -> list[Path]:
-        directory = self.schema_dir
-        if not directory.is_dir():
-            raise BuildError(f"sql builder: schema directory {directory} does not exist")
-        files = sql_files_in(directory)
+        path = self.schema_dir
+        if path.is_file():
+            if not is_sql_file(path.name):
+                raise BuildError(f"sql builder: {path} is not a .sql or .sql.j2 file")
+            return [path]
+        if not path.is_dir():
+            raise BuildError(f"sql builder: {path} does not exist (sql: takes a directory or a .sql file)")
+        fixtures = {(self.root / f).resolve() for f in self.fixtures}
+        files = [f for f in sql_files_in(path) if f.resolve() not in fixtures]
         if not files:
-            raise BuildError(f"sql builder: no *.sql files under {directory}")
+            raise BuildError(f"sql builder: no *.sql files under {path} (fixtures excepted)")
         return files
+
+    def fixtures_in_schema_dir(self) -> list[str]:
+        """Fixture files lying under the schema directory (run by the data layer only)."""
+        if self.single_file:
+            return []
+        base = self.schema_dir.resolve()
+        return [f for f in self.fixtures if (self.root / f).resolve().is_relative_to(base)]
 
     def build_schema(self, target: ConnInfo, log: Log, *, new_files: Sequence[str] | None = None) -> None:
         files = self.schema_files() if new_files is None else [self.root / f for f in new_files]
         log(f"sql: running {len(files)} file(s) from {self.directory}")
-        _run_sql(target, files, self.root, log, layer="schema", base=self.schema_dir, sql_vars=self.sql_vars)
+        for fixture in self.fixtures_in_schema_dir():
+            log(f"sql: {fixture} is in nocrud_fixtures: the data layer loads it, the schema layer skips it")
+        _run_sql(target, files, self.root, log, layer="schema", base=self.base, sql_vars=self.sql_vars)
 
     def preview_schema(self, server: ConnInfo, new_files: Sequence[str] | None) -> list[tuple[str, str]]:
         files = self.schema_files() if new_files is None else [self.root / f for f in new_files]
@@ -282,6 +326,8 @@ class SqlBuilder(_SqlFixturesMixin, Builder):
     def appended(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str] | None:
         """New files only, all of them SQL files of the schema directory sorting after every old one
         (the order a full build would run them in)."""
+        if self.single_file:
+            return None  # one file: any change is a new schema
         added = _only_additions(old, new)
         prefix = "" if self.directory == "." else self.directory + "/"
         if not added or not all(p.startswith(prefix) and is_sql_file(p) for p in added):

@@ -38,7 +38,9 @@ __all__ = [
 
 #: Bump whenever what a template database contains or how it is finalized changes, so that templates
 #: built by an older plugin are never reused.
-TEMPLATE_FORMAT_VERSION = 2  # 2: two layers (schema, data) and the nocrud.sql_files tracking table
+# 2: two layers (schema, data) and the nocrud.sql_files tracking table. 3: an sql: schema layer never
+# runs a fixture file lying in its directory (layers of 2 may hold such a file's rows: rebuild them).
+TEMPLATE_FORMAT_VERSION = 3
 
 
 SKIPPED_DIRS = frozenset(
