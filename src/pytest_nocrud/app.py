@@ -204,6 +204,8 @@ class AppProcess:
         self.log = log
         self.registry = registry
         self.port = 0
+        self.starts = 0  # processes started so far (a restart after an exit is one more)
+        self.log_start = 0  # the log file's offset when the current process started
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -218,6 +220,30 @@ class AppProcess:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def exit_status(self) -> int | None:
+        """The running process's exit status once it has exited by itself; None while it runs."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status, waiting up to ``timeout`` s for it (a broken connection comes a moment
+        before the exit: with ``shell=True`` the shell leader exits after the app it waits for)."""
+        if self._proc is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self._proc.wait(timeout=timeout) if timeout > 0 else self._proc.poll()
+        return None
+
+    def restart(self) -> None:
+        """Start again after an exit: on the same port when the app can bind it again (clients built
+        from ``url`` keep working), else on a free one."""
+        port = self.port
+        self.stop()  # collect the exit and end whatever is left in its process group
+        try:
+            self._start_once(port)
+        except _PortTaken:
+            self.start()
 
     def start(self) -> None:
         """Start on a free port; a port taken between choosing and binding is retried, boundedly."""
@@ -241,7 +267,8 @@ class AppProcess:
         self.port = port
         command = render_command(self.spec.command, port)
         env = app_environment(self.db, port, self.spec.extra_env)
-        offset = self.log.offset()
+        offset = self.log_start = self.log.offset()
+        self.starts += 1
         self._proc = subprocess.Popen(
             command,
             shell=True,
@@ -431,6 +458,23 @@ def tidy_leftovers(home: Path, keep_pid: int | None = None) -> list[Path]:
                 registry.rmdir()
                 removed.append(registry)
     return removed
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 3``, ``killed by signal SIGKILL``; a shell leader reports a child's signal N as
+    exit code 128 + N: ``exit code 137: killed by signal SIGKILL``."""
+    if code < 0:
+        return f"killed by signal {_signal_name(-code)}"
+    if 128 < code <= 128 + 64:
+        return f"exit code {code}: killed by signal {_signal_name(code - 128)}"
+    return f"exit code {code}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _head(body: str, lines: int = 5, width: int = 200) -> str:

@@ -46,6 +46,10 @@ class AppStartError(NocrudError):
     """The app did not come up; the message has the exit code or reason and its last log lines."""
 
 
+class AppExited(NocrudError):
+    """The app under test exited mid-run (its exit code or signal, and what happens next)."""
+
+
 class SerialError(NocrudError):
     """Serial mode's target is missing or unusable; the message says which variable to set."""
 

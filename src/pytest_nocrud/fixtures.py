@@ -134,8 +134,9 @@ def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
     if "nocrud_app" in request.fixturenames:
         app = request.getfixturevalue("nocrud_app")
         if isinstance(app, AppProcess):
+            _or_fail(lambda: runtime_of(request.config).revive_app(app))  # it exited since the last test
             state = _state(request)
-            state.app_log, state.app_log_from = app.log, app.log.offset()
+            state.app, state.app_log, state.app_log_from = app, app.log, app.log.offset()
 
 
 def _or_fail(make: Callable[[], T]) -> T:

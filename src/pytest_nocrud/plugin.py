@@ -106,6 +106,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = yield
     runtime = item.config.stash[RUNTIME]
     state = state_of(item, runtime.worker)
+    if report.when == "call" and report.failed:
+        error = call.excinfo.value if call.excinfo is not None else None
+        exited = runtime.app_exit_during_test(state.app, error, item.nodeid)
+        if exited is not None:  # instead of the client's traceback: what happened to the app
+            report.longrepr = _failure_repr(item, exited)
+    if report.when == "teardown":
+        runtime.app_outlived_test(state.app)
     if report.failed:
         report.sections.extend(state.failure_sections())
     if report.when == "call" and state.requests is not None:
@@ -128,6 +135,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         run.add_record(record)
     scrub_report(report, run.redact)  # before the terminal, junitxml or xdist see it
     return report
+
+
+def _failure_repr(item: pytest.Item, message: str) -> Any:
+    """What ``pytest.fail(message, pytrace=False)`` reports: the message alone (short summary too)."""
+    try:
+        pytest.fail(message, pytrace=False)
+    except pytest.fail.Exception:
+        return item.repr_failure(pytest.ExceptionInfo.from_current())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

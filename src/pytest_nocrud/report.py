@@ -43,6 +43,7 @@ def summary_lines(
             lines.append(f"database: {first['name']} (serial mode: used as is, nothing provisioned)")
         else:
             lines.append(f"template: {first['name']} (key {first['key'][:12]}) {how}")
+            lines.extend(template_rebuild_lines(per_process))
     startup = _startup(server, per_process)
     if startup:
         lines.append(startup)
@@ -72,7 +73,22 @@ def _startup(server: Mapping[str, Any], per_process: Sequence[Mapping[str, Any]]
     apps = [f"{worker} {ms:.0f} ms" for worker, ms in app_starts(per_process)]
     if apps:
         parts.append("app " + ", ".join(apps))
+    restarts = sorted((str(s.get("worker", "main")), int(s["app_restarts"])) for s in per_process
+                      if s.get("app_restarts"))  # fmt: skip
+    if restarts:  # an app that exited mid-run, restarted for the next test
+        total = sum(count for _, count in restarts)
+        each = ", ".join(f"{worker} {count}" for worker, count in restarts)
+        parts.append(f"app restarts: {total} ({each})")
     return f"startup: {'; '.join(parts)}" if parts else ""
+
+
+def template_rebuild_lines(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A template dropped during the run (and rebuilt by it): worth a line, it cost a build."""
+    rebuilds = sum(int(s.get("template_rebuilds", 0)) for s in per_process)
+    if not rebuilds:
+        return []
+    workers = sorted(str(s.get("worker", "main")) for s in per_process if s.get("template_rebuilds"))
+    return [f"template rebuilt during the run: it disappeared from the server ({', '.join(workers)} noticed)"]
 
 
 def _setup_errors(per_process: Sequence[Mapping[str, Any]]) -> list[str]:

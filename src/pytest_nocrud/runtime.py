@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
+import httpx
 import psycopg
 
 from .app import (
@@ -24,14 +25,26 @@ from .app import (
     AppProcess,
     AppSpec,
     ExternalApp,
+    LiveApp,
     app_session_name,
+    describe_exit,
     reap_orphaned_apps,
     settings_env,
     stop_registered,
     tidy_leftovers,
 )
 from .config import Settings
-from .errors import AppStartError, BuildError, HandoffError, NocrudError, PoolError, ServerError, SetupFailed
+from .errors import (
+    AppExited,
+    AppStartError,
+    BuildError,
+    HandoffError,
+    NocrudError,
+    PoolError,
+    ServerError,
+    SetupFailed,
+    first_line,
+)
 from .pg import admin, setup_store
 from .pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
 from .pg.conninfo import ConnInfo
@@ -54,6 +67,11 @@ DJANGO_APP_COMMAND = "{python} " + _DJANGO_RUNSERVER.replace("{", "{{").replace(
 # Linux's minimum delayed ACK is 40 ms: an app server that writes a response in several small sends
 # without TCP_NODELAY makes most requests of a keep-alive client land in this band.
 DELAYED_ACK_BAND = (39.0, 52.0)
+
+# How long a test whose connection to the app broke waits for the app's exit to show (a SIGKILLed
+# app's sockets close a moment before it is a zombie; a shell leader exits after the app it waits for).
+APP_EXIT_SETTLE = 2.0
+APP_EXIT_LOG_LINES = 10
 
 # Which fixtures need which shared resource: a failed resource fails only the tests that need it.
 NEEDED_BY: dict[str, frozenset[str] | None] = {
@@ -114,6 +132,8 @@ class WorkerStats(TypedDict, total=False):
     handoff_ms: list[float]
     handoff_waits: int
     app_start_ms: float
+    app_restarts: int
+    template_rebuilds: int
     requests: RequestStats
     events: list[list[Any]]  # [what, started epoch s, seconds, ok]
     errors: dict[str, str]
@@ -144,6 +164,10 @@ class Runtime:
     _app: AppProcess | None = None
     _app_start_ms: float | None = None
     _warned_no_app_session: bool = False
+    _app_restarts: int = 0
+    _app_exits_in_a_row: int = 0  # exits with no test finished on a live app in between
+    _app_exit_counted: int = 0  # the AppProcess.starts whose exit is counted already
+    _template_rebuilds: int = 0
     _requests_seen: int = 0
     _requests_like_delayed_ack: int = 0
     #: ``(what, started epoch s, seconds, ok)`` of each shared resource's first acquisition: the
@@ -442,7 +466,82 @@ class Runtime:
     @property
     def started_app_url(self) -> str | None:
         """The app this process started; None when none is up."""
-        return self._app.url if self._app is not None else None
+        if self._app is None or self._app.exit_status is not None:
+            return None
+        return self._app.url
+
+    # -- an app that exits mid-run -----------------------------------------------------------------
+
+    def app_exit_during_test(
+        self, app: AppProcess | None, error: BaseException | None, nodeid: str
+    ) -> str | None:
+        """After a failed test: if its app exited meanwhile, the test's failure message (else None).
+
+        The first exit of the worker's app says that it is restarted for the next test (see
+        ``revive_app``); an exit right after a restart stops the worker's app for good, and this test
+        shows that error in full (the later tests get its brief line).
+        """
+        if app is None:
+            return None
+        code = app.wait_exit(APP_EXIT_SETTLE if _broke_connection(error) else 0.0)
+        if code is None:
+            return None
+        how = describe_exit(code)
+        details = _exit_details(app, error)
+        if app is not self._app:  # nocrud_app_scope = test: the next test starts its own app anyway
+            return f"pytest-nocrud: the app exited ({how}) during this test.{details}"
+        if self._count_app_exit(app) > 1:
+            return str(self._exited_again(how, f"during {nodeid}", details))
+        return (
+            f"pytest-nocrud: the app exited ({how}) during this test; it is restarted for the next "
+            f"test.{details}"
+        )
+
+    def app_outlived_test(self, app: AppProcess | None) -> None:
+        """A test ended with the worker's app alive: a later exit is a first one again."""
+        if app is not None and app is self._app and app.exit_status is None:
+            self._app_exits_in_a_row = 0
+
+    def revive_app(self, app: LiveApp) -> None:
+        """Before a test: restart the worker's app if it exited since the last one (same port if it
+        can). A second exit in a row (the restarted app died too) stops this worker's app for good:
+        one clear error, then a line per test that needs it."""
+        if app is not self._app or not isinstance(app, AppProcess):
+            return
+        code = app.exit_status
+        if code is None:
+            return
+        how = describe_exit(code)
+        if self._count_app_exit(app) > 1:
+            raise self._exited_again(how, "before this test", _exit_details(app, None))
+        old_port, pool = app.port, self.pool()
+        try:
+            if not pool.has_stable:
+                pool.handoff()
+            with SessionWatch(self.postgres().admin, app_session_name(pool.stable)) as watch:
+                app.restart()
+            self._check_app_database(app, pool.stable, watch.databases)
+        except Exception as exc:  # noqa: BLE001 - a restart that fails is the app's setup failure
+            raise self._failed("app", exc) from None
+        self._app_restarts += 1
+        port = f"port {app.port}" if app.port == old_port else f"port {app.port} (port {old_port} was taken)"
+        self.progress(f"the app exited ({how}); restarted it on {port}")
+
+    def _count_app_exit(self, app: AppProcess) -> int:
+        """Count the exit of the app's current process once; how many exits in a row that makes."""
+        if self._app_exit_counted != app.starts:
+            self._app_exit_counted = app.starts
+            self._app_exits_in_a_row += 1
+        return self._app_exits_in_a_row
+
+    def _exited_again(self, how: str, when: str, details: str) -> SetupFailed:
+        return self._failed(
+            "app",
+            AppExited(
+                f"the app exited again ({how}) {when}, right after its restart: not restarted a second "
+                f"time.{details}\nFind why it exits in its log above; the next run starts it afresh."
+            ),
+        )
 
     @property
     def _app_registry(self) -> Path:
@@ -475,6 +574,10 @@ class Runtime:
             out["handoff_waits"] = self._pool.waits
         if self._app_start_ms is not None:
             out["app_start_ms"] = self._app_start_ms
+        if self._app_restarts:
+            out["app_restarts"] = self._app_restarts
+        if self._template_rebuilds:
+            out["template_rebuilds"] = self._template_rebuilds
         if self._requests_seen:
             out["requests"] = {"count": self._requests_seen, "delayed_ack": self._requests_like_delayed_ack}
         out["events"] = [list(event) for event in self.events]
@@ -505,3 +608,20 @@ class Runtime:
         if any(self.home.glob(f"pg*/leases/{self.owner.token}")):  # only if this run used the server
             cluster = self._cluster or EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
             cluster.release(self.owner)
+
+
+def _broke_connection(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is a transport error: the app may have just died."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, httpx.TransportError):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _exit_details(app: AppProcess, error: BaseException | None) -> str:
+    """What the test saw, and the exited app's last log lines."""
+    saw = f"\n  this test saw: {type(error).__name__}: {first_line(error)}" if error is not None else ""
+    tail = indented(app.log.tail(app.log_start, APP_EXIT_LOG_LINES), empty="(no output)")
+    return f"{saw}\n  app on port {app.port}, last log lines ({app.log.path}):\n{tail}"

@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from .app import AppLog
+from .app import AppLog, AppProcess
 from .flows.timeline import RequestLog
 from .pg.conninfo import ConnInfo
 from .record import TestRecord, TestTrace
@@ -25,6 +25,7 @@ class TestState:
 
     trace: TestTrace  # its phases and database handoff, until the teardown report
     requests: RequestLog | None = None  # this test's HTTP requests, shown when it fails
+    app: AppProcess | None = None  # the app this test talks to (an exit during the test is reported)
     app_log: AppLog | None = None  # the worker's app log, and its offset when the test started
     app_log_from: int = 0
     kept: ConnInfo | None = None  # a failed test's database, kept under another name
