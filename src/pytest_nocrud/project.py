@@ -1,54 +1,94 @@
 """``nocrud build`` and ``nocrud preview``: the project's template as a test run sees it, without tests.
 
-The settings come from pytest's own reading of the project's ini file (``pytest.Config``), so the
-command can never disagree with a test run about the builder, inputs, fixtures or server.
+Both run pytest itself, in this process, as far as collection (``--collect-only``): the ini file,
+plugins, conftest files and test modules are read exactly as a test run reads them -- the
+``@template_setup`` functions of every conftest included -- so the command can never disagree with a
+test run about the builder, inputs, fixtures, template setups or server, and the template it builds is
+the one the tests then reuse. No test runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from . import config as nocrud_config
-from .pg.procs import ProcessId
-from .pg.template import preview_template
+from .errors import NocrudError, UsageError
+from .pg.template import Preview, Template, preview_template
 from .runtime import Runtime, input_warnings, template_keys
 from .serial import SerialRuntime
+from .setups import setup_inputs
 
 RULE = "-- " + "=" * 60
+T = TypeVar("T")
 
 
-def project_runtime(root: Path, options: list[str]) -> Runtime:
-    """A controller runtime for the project at ``root`` (its ini file, plugins and conftest read)."""
-    root = root.absolute()
+class _AtCollection:
+    """A plugin that calls ``action`` with the run's runtime once collection is done (tests never run)."""
+
+    def __init__(self, action: Callable[[Runtime], T]) -> None:
+        self.action = action
+        self.result: object = None
+        self.error: BaseException | None = None
+        self.called = False
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from .fixtures import runtime_of
+
+        runtime = runtime_of(session.config)
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+
+        def progress(line: str) -> None:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(line, flush=True)
+
+        runtime.progress = progress
+        self.called = True
+        try:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                self.result = self.action(runtime)
+        except (NocrudError, pytest.UsageError) as exc:
+            self.error = exc
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
     previous = Path.cwd()
-    os.chdir(root)  # pytest finds the ini file and rootdir from the invocation directory
+    os.chdir(path)  # pytest finds the ini file, rootdir and testpaths from the invocation directory
     try:
-        config = pytest.Config.fromdictargs({}, ["-p", "no:cacheprovider", *options, str(root)])
-        settings = nocrud_config.resolve(config)
+        yield
     finally:
         os.chdir(previous)
-    runtime_class = SerialRuntime if settings.serial else Runtime
-    return runtime_class(
-        settings,
-        owner=ProcessId.of(os.getpid()),
-        is_controller=True,
-        progress=lambda line: print(line, flush=True),
-    )
+
+
+def at_collection(root: Path, options: list[str], action: Callable[[Runtime], T]) -> T:
+    """Run pytest's collection for the project at ``root`` and ``action(runtime)`` at its end."""
+    plugin = _AtCollection(action)
+    args = ["-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings", "--collect-only", *options]
+    if importlib.util.find_spec("xdist") is not None:
+        args += ["-n", "0"]  # collect here, whatever -n the ini's addopts asks for
+    with _cwd(root.absolute()):
+        code = pytest.main(args, plugins=[plugin])
+    if plugin.error is not None:
+        raise plugin.error
+    if not plugin.called:
+        raise UsageError(f"pytest could not read the project at {root} (exit code {int(code)}); run "
+                         "`pytest --collect-only` there to see why")
+    return plugin.result  # type: ignore[return-value]
 
 
 def build_template(root: Path, options: list[str]) -> int:
     """Build or reuse the template; print what happened and the time."""
     started = time.perf_counter()
-    runtime = project_runtime(root, options)
-    try:
-        template = runtime.template()
-    finally:
-        runtime.close()
+    template = at_collection(root, options, _template)
     elapsed = time.perf_counter() - started
     if template.reused:
         print(f"template {template.name} (key {template.key[:12]}) reused [{elapsed:.2f}s in all]")
@@ -57,18 +97,17 @@ def build_template(root: Path, options: list[str]) -> int:
     return 0
 
 
+def _template(runtime: Runtime) -> Template:
+    if isinstance(runtime, SerialRuntime):
+        raise UsageError("serial mode provisions no template: drop --nocrud-serial to build one")
+    return runtime.template()
+
+
 def preview(root: Path, options: list[str]) -> int:
     """Print what a build would do and the SQL of every file it would run; create or change nothing."""
-    runtime = project_runtime(root, options)
-    try:
-        server = runtime.postgres()
-        builder = runtime.builder()
-        keys = template_keys(runtime.settings, builder, server.major)
-        for line in input_warnings(runtime.settings, keys):
-            print(line, file=sys.stderr)
-        plan = preview_template(server.admin, keys, builder)
-    finally:
-        runtime.close()
+    plan, warnings = at_collection(root, options, _plan)
+    for line in warnings:
+        print(line, file=sys.stderr)
     print(f"-- schema layer {plan.schema}: {plan.schema_how}")
     print(f"-- data layer {plan.data}: {plan.data_how}")
     if not plan.files:
@@ -76,3 +115,11 @@ def preview(root: Path, options: list[str]) -> int:
     for path, text in plan.files:
         print(f"\n{RULE}\n-- File: {path}\n{RULE}\n\n{text.rstrip()}")
     return 0
+
+
+def _plan(runtime: Runtime) -> tuple[Preview, list[str]]:
+    server = runtime.postgres()
+    builder = runtime.builder()
+    extra = setup_inputs(runtime.template_setups(), runtime.settings.rootpath)
+    keys = template_keys(runtime.settings, builder, server.major, extra_inputs=extra)
+    return preview_template(server.admin, keys, builder), input_warnings(runtime.settings, keys)

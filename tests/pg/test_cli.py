@@ -167,3 +167,28 @@ def test_preview_touches_nothing_and_build_builds_as_a_run_would(tmp_path: Path,
         after.stdout
     )
     assert postgres_pids(data_dir) == []
+
+
+EXAMPLE_APP = Path(__file__).resolve().parents[2] / "example_app"
+
+
+def test_build_and_preview_see_the_template_setups_a_test_run_sees(data_dir: Path) -> None:
+    """example_app has @template_setup functions in its conftest: ``nocrud build`` must finalize the
+    very data layer the tests then reuse, and ``preview`` must name that layer."""
+    built = nocrud_in(EXAMPLE_APP, data_dir, "build")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "running 2 @template_setup function(s)" in built.stdout, built.stdout
+    layer = re.search(r"template (nocrud_tpl_\w+) built", built.stdout)
+    assert layer, built.stdout
+
+    preview = nocrud_in(EXAMPLE_APP, data_dir, "preview")
+    assert f"-- data layer {layer.group(1)}: reused" in preview.stdout, preview.stdout + preview.stderr
+
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+         f"--nocrud-data-dir={data_dir}", "tests/test_auth.py"],
+        cwd=EXAMPLE_APP, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"template: {layer.group(1)} (key " in run.stdout and ") reused" in run.stdout, run.stdout
+    assert "building template layer" not in run.stdout + run.stderr
