@@ -91,6 +91,12 @@ def rename(conn: Conn, old: str, new: str) -> None:
     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(old), _ident(new)))
 
 
+def allow_connections(conn: Conn, name: str, allow: bool = True) -> None:
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(_ident(name), sql.Literal(allow))
+    )
+
+
 def end_sessions_statement(dbname: str, *, grace_s: float) -> sql.Composed:
     """End every session on ``dbname`` and wait, on the server, until they are really gone.
 
@@ -101,8 +107,10 @@ def end_sessions_statement(dbname: str, *, grace_s: float) -> sql.Composed:
     ``pg_stat_clear_snapshot()`` each round (the activity snapshot is frozen per transaction);
     ``pg_stat_get_activity()``, not the pg_stat_activity view (whose joins cost ~0.5 ms more once
     our renames invalidated its caches); sessions that arrive meanwhile (a pooled app reconnecting)
-    are terminated too. ``pg_terminate_backend(pid, timeout)`` is no help: it checks whether the
-    process is gone and then sleeps in 100 ms steps as well. A session that outlives
+    are terminated too, and so are backends still starting up on it (they hold a lock on the
+    database before the activity list shows them; the rename would count them and wait 5 s if they
+    stay). ``pg_terminate_backend(pid, timeout)`` is no help: it checks whether the process is gone
+    and then sleeps in 100 ms steps as well. A session that outlives
     ``grace_s`` raises ``object_in_use`` naming it (pid, application_name, client address).
     """
     body = sql.SQL(
@@ -119,7 +127,16 @@ BEGIN
       FROM pg_stat_get_activity(NULL) AS s
      WHERE s.datid = target AND s.pid <> pg_backend_pid()
      LIMIT 1;
-    EXIT WHEN NOT FOUND;
+    IF NOT FOUND THEN  -- a backend still starting up is listed nowhere yet, but holds the database's lock
+      SELECT l.pid, NULL::text AS application_name, NULL::inet AS client_addr,
+             count(pg_terminate_backend(l.pid)) OVER () AS n
+        INTO left_over
+        FROM pg_locks AS l
+       WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND l.objid = target
+         AND l.pid <> pg_backend_pid()
+       LIMIT 1;
+      EXIT WHEN NOT FOUND;
+    END IF;
     IF clock_timestamp() > deadline THEN
       RAISE EXCEPTION USING ERRCODE = 'object_in_use',
         MESSAGE = format('database %I still has sessions %s s after ending them (%s of them; e.g. pid %s, '

@@ -14,6 +14,7 @@ touched.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -50,9 +51,17 @@ SESSION_GRACE_S = 5.0  # a session still on the database after this long is a bu
 def swap_statement(
     stable: str, clone: str, dirty: str | None, *, grace_s: float = SESSION_GRACE_S
 ) -> sql.Composed:
-    """The handoff in one round trip and one transaction: end sessions, dirty away, clone in."""
-    parts = []
+    """The handoff in one round trip: close the door, end sessions, dirty away, clone in.
+
+    ``ALLOW_CONNECTIONS false`` is committed first (its own transaction: a new backend reads the
+    committed catalog) so that a client reconnecting in a loop cannot slip in between the wait for the
+    sessions and the rename: the rename would wait 5 s for it, then fail. The rest is one transaction;
+    the fresh clone comes in allowing connections, and the used database is dropped.
+    """
+    parts: list[sql.Composable] = []
     if dirty:
+        parts.append(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(stable)))
+        parts.append(sql.SQL("COMMIT"))
         parts.append(admin.end_sessions_statement(stable, grace_s=grace_s))
         parts.append(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(stable), sql.Identifier(dirty))
@@ -89,12 +98,14 @@ class ClonePool:
         self._fillers: list[threading.Thread] = []
         self.handoff_ms: list[float] = []
         self.waits = 0  # handoffs that found no ready clone
+        self.swap_retries = 0  # swaps refused because a session was on the database at the rename
         self._seq = itertools.count(1)
         self._ready: deque[str] = deque()
         self._dirty: deque[str] = deque()
         self._creating = 0
         self._stopping = False
         self._error: BaseException | None = None
+        self._generation = 0  # bumped by retarget: a filler's error on the old template is not final
         self._has_stable = False
         # Each clone's oid: a test that renamed its database away is found by it (and dropped).
         self._oids: dict[str, int] = {}
@@ -175,8 +186,10 @@ class ClonePool:
                 # renamed one under whatever name it has now (it is ours: same oid).
                 dirty, used = None, self._renamed_stable()
             except psycopg.errors.ObjectInUse as exc:
-                # Either sessions stayed for the grace period (the message names one), or one
-                # connected between the wait and the rename (rare): then simply try again.
+                self._reopen_stable()
+                # Either sessions stayed for the grace period (the message names one), or the
+                # rename found one the wait did not (not seen since the database takes no new
+                # sessions during the swap; counted in swap_retries): then simply try again.
                 if "still has sessions" in str(exc) or attempt == SWAP_ATTEMPTS:
                     raise HandoffError(
                         f"cannot hand a fresh database to the next test: {exc.diag.message_primary or exc}.\n"
@@ -184,7 +197,17 @@ class ClonePool:
                         "reconnects in a loop (a health check or background job of the app?). The pid above "
                         "is in pg_stat_activity while it lasts."
                     ) from None
+                self.swap_retries += 1
+            except psycopg.Error:
+                if dirty:
+                    self._reopen_stable()
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reopen_stable(self) -> None:
+        """A swap that failed after closing the stable database to new sessions opens it again."""
+        with contextlib.suppress(psycopg.Error):  # gone, or the server is: the original error tells
+            admin.allow_connections(self._conn, self.stable)
 
     def _renamed_stable(self) -> str | None:
         """The name the current test's database has now if the test renamed it (None if dropped)."""
@@ -243,14 +266,33 @@ class ClonePool:
             self._cond.notify_all()
 
     def _fill(self) -> None:
-        try:
-            with admin.connect(self.server, purpose=f"pool {self.stable}") as conn:
-                while (job := self._next_job()) is not None:
-                    job(conn)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test that waits for a clone
+        while True:
             with self._cond:
-                self._error = exc
-                self._cond.notify_all()
+                generation = self._generation
+            try:
+                with admin.connect(self.server, purpose=f"pool {self.stable}") as conn:
+                    while (job := self._next_job()) is not None:
+                        job(conn)
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the test that waits for a clone
+                with self._cond:
+                    if generation != self._generation and not self._stopping:
+                        continue  # it failed on the template that retarget replaced meanwhile
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+
+    def retarget(self, template: str) -> None:
+        """Clone ``template`` from now on (e.g. the template was dropped from outside and rebuilt):
+        forget the fillers' error and fill again. Clones made before stay good."""
+        with self._cond:
+            self.template = template
+            self._generation += 1
+            self._error = None
+            self._fillers = [thread for thread in self._fillers if thread.is_alive()]
+            if not self._fillers:
+                self._add_filler()
+            self._cond.notify_all()
 
     # -- teardown --------------------------------------------------------------------------------
 
