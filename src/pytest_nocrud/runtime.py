@@ -271,8 +271,9 @@ class Runtime:
         keys = template_keys(self.settings, builder, server.major, extra_inputs=extra)
         for line in input_warnings(self.settings, keys):
             self.progress(line)
-        use = LayerUse(server.admin)  # held for this process's life: GC never drops what we use
-        self._cache["layers in use"] = use
+        use = self._cache.get("layers in use")
+        if not isinstance(use, LayerUse):  # held for this process's life: GC never drops what we use
+            use = self._cache["layers in use"] = LayerUse(server.admin)
         return ensure_template(
             server.admin,
             keys,
@@ -349,7 +350,7 @@ class Runtime:
         """Before a test: a fresh clone under the stable name."""
         pool = self.pool()
         try:
-            pool.handoff()
+            self._handoff(pool)
         except HandoffError as exc:
             raise SetupFailed(f"pytest-nocrud: {exc}", f"pytest-nocrud: {exc}".splitlines()[0]) from None
         except (psycopg.Error, PoolError) as exc:
@@ -360,6 +361,32 @@ class Runtime:
             # pool is done for this worker. One clear error, not a traceback per test.
             raise self._failed("clone pool", self._explain_pool_error(exc)) from None
         return pool.info
+
+    def _handoff(self, pool: ClonePool) -> None:
+        """The handoff; a template that disappeared from the server (a ``DROP DATABASE`` from outside)
+        is rebuilt once, under the same locks as any build, and the pool goes on cloning it."""
+        try:
+            pool.handoff()
+        except HandoffError:
+            raise
+        except PoolError:
+            if not pool.lost_template:
+                raise
+            if self._template_rebuilds:
+                raise PoolError(
+                    f"the template database {pool.template} disappeared from the server again during this "
+                    "run (it was rebuilt once already).\nSomething drops it: a test, a script or a colleague "
+                    "running DROP DATABASE, another tool's clean-up. Stop that; the next run rebuilds it."
+                ) from None
+            self.progress(
+                f"the template database {pool.template} disappeared from the server during the run; "
+                "rebuilding it ..."
+            )
+            self._cache.pop("template", None)
+            template = self.template()  # a failed rebuild is the template's setup error, said once
+            self._template_rebuilds += 1
+            pool.retarget(template.name)
+            pool.handoff()
 
     def _explain_pool_error(self, exc: BaseException) -> PoolError:
         """A full disk is the usual reason clones stop (also behind a server that restarted after a

@@ -282,6 +282,12 @@ class ClonePool:
                     self._cond.notify_all()
                 return
 
+    @property
+    def lost_template(self) -> bool:
+        """The fillers stopped because the template database does not exist (dropped from outside)."""
+        with self._cond:
+            return isinstance(self._error, psycopg.errors.InvalidCatalogName)
+
     def retarget(self, template: str) -> None:
         """Clone ``template`` from now on (e.g. the template was dropped from outside and rebuilt):
         forget the fillers' error and fill again. Clones made before stay good."""
