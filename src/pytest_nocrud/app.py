@@ -48,6 +48,8 @@ PORT_ATTEMPTS = 3
 STOP_GRACE = 5.0
 ELSEWHERE_GRACE = 2.0  # seconds an app may listen on other ports only before we call it misconfigured
 _PORT_IN_USE = ("address already in use", "port is already in use", "eaddrinuse", "address in use")
+# Answers at the ready path meaning "no such page": the setting is wrong (at "/", many APIs have none).
+_NO_SUCH_PATH = frozenset({404, 405, 410})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,6 +313,8 @@ class AppProcess:
                     )
                 try:
                     response = probe.get(url)
+                    if response.status_code in _NO_SUCH_PATH and self.spec.ready_path != "/":
+                        raise AppStartError(self._wrong_ready_path(response, command, offset))
                     if response.status_code < 500:
                         return
                     last = f"HTTP {response.status_code}, its body begins:\n{_quoted(_head(response.text))}"
@@ -326,6 +330,19 @@ class AppProcess:
                         f"nocrud_app_ready_path and nocrud_app_start_timeout.\n  command: {command}\n"
                         f"  last log lines ({self.log.path}):\n{_quoted(self.log.tail(offset))}"
                     )
+
+    def _wrong_ready_path(self, response: httpx.Response, command: str, offset: int) -> str:
+        """A ready path the app has no page for would never tell when the app is ready: say so at once."""
+        path = self.spec.ready_path
+        status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        first = self.db.redact(_head(response.text, lines=1))
+        return (
+            f"the app answered GET {path} with {status}: nocrud_app_ready_path = {path} is not a page of "
+            f"the app (its body begins: {first}).\nSet nocrud_app_ready_path to a path the app serves, "
+            "ideally a health view that queries the database (e.g. /health), or to / to count any answer "
+            f"below 500 as ready.\n  command: {command}\n"
+            f"  last log lines ({self.log.path}):\n{_quoted(self.log.tail(offset))}"
+        )
 
     def _check_listening_elsewhere(self, command: str, offset: int, since: float | None) -> float | None:
         """An app that listens, but not on its port, for ELSEWHERE_GRACE s will never answer: say so.
