@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -45,6 +47,27 @@ def discard_cluster_dir(path: Path) -> None:
         if (cluster_dir / "data" / "postmaster.pid").exists():
             EmbeddedCluster(path).stop()  # a failed test must not leave a server behind
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def small_tmpfs(name: str, size_mb: int) -> Iterator[Path]:
+    """A real file system of ``size_mb`` MiB (tmpfs, needs root; skips the test otherwise), for full-disk
+    faults. On the way out: any server under ``<mount>/data`` stopped, unmounted, mount point removed."""
+    mount_point = Path("/var/tmp") / f"nocrud-{name}-{os.getpid()}"
+    mount_point.mkdir(exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        discard_cluster_dir(mount_point / "data")
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+        mount_point.rmdir()
 
 
 # pytest prints untruncated messages in its short summary when these are set; inner runs must look the

@@ -130,11 +130,15 @@ def _main(args: argparse.Namespace) -> int:
     if args.command == "server" and args.action == "stop":
         return _stop(cluster)
     me = ProcessId.of(os.getpid())
-    server = cluster.acquire(me)
+    # What goes without a server first: the disk may be too full to start it.
+    tidied = len(tidy_leftovers(home)) if args.command == "gc" and cluster.disk_is_full() else 0
+    server = cluster.acquire(me)  # a full disk: the cluster's reserve goes, so it can start
     try:
+        if args.command == "gc" and cluster.disk_is_full():
+            cluster.recover_from_full_disk(me)  # up and out of crash recovery: drops can run
         if args.command == "server":  # start: the server stays up until `nocrud server stop`
             cluster.hold()
-        return _run(args, server, cluster, home)
+        return _run(args, server, cluster, home, tidied=tidied)
     finally:
         cluster.release(me)
 
@@ -155,7 +159,12 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
 
 
 def _run(
-    args: argparse.Namespace, server: PostgresServer, cluster: EmbeddedCluster | None, home: Path
+    args: argparse.Namespace,
+    server: PostgresServer,
+    cluster: EmbeddedCluster | None,
+    home: Path,
+    *,
+    tidied: int = 0,
 ) -> int:
     with admin.connect(server.admin, purpose="cli") as conn:
         if args.command == "status":
@@ -167,8 +176,12 @@ def _run(
                     admin.drop(conn, name)
                     dropped.append(name)
             print(f"dropped {len(dropped)} database(s)" + "".join(f"\n  {name}" for name in dropped))
-            tidied = tidy_leftovers(home)
-            print(f"removed {len(tidied)} app log file(s) and registries of ended runs")
+            if cluster is not None:
+                conn.execute("CHECKPOINT")  # the dropped data's WAL is recycled now, not kept
+                cluster.keep_reserve()
+                print(f"{cluster.free_mib()} MiB free under {cluster.data}")
+            tidied += len(tidy_leftovers(home))
+            print(f"removed {tidied} app log file(s) and registries of ended runs")
         else:
             print(server.admin.masked())  # embedded: the whole DSN (no password there)
     return 0

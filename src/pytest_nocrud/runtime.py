@@ -8,6 +8,7 @@ provisions nothing, is the subclass ``serial.SerialRuntime``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -161,6 +162,7 @@ class Runtime:
     _errors: dict[str, SetupFailed] = dataclasses.field(default_factory=dict)
     _cluster: EmbeddedCluster | None = None
     _pool: ClonePool | None = None
+    _dropped_pool: ClonePool | None = None  # declared dead and dropped mid-run (its figures still count)
     _app: AppProcess | None = None
     _app_start_ms: float | None = None
     _warned_no_app_session: bool = False
@@ -232,7 +234,12 @@ class Runtime:
         if self.settings.dsn:
             return check_dsn(self.settings.dsn)
         self._cluster = EmbeddedCluster(self.home, bindir=self.settings.pg_bindir)
-        return self._cluster.acquire(self.owner)
+        server = self._cluster.acquire(self.owner)
+        if self._cluster.disk_is_full(log=False):  # e.g. a killed run's databases: drop them first
+            with admin.connect(server.admin, purpose="gc") as conn:
+                collect_garbage(conn)
+            self._cluster.keep_reserve()
+        return server
 
     # -- template --------------------------------------------------------------------------------
 
@@ -328,6 +335,8 @@ class Runtime:
         with admin.connect(server.admin, purpose="gc") as conn:
             collect_garbage(conn)
             fsync_on = admin.fsync_enabled(conn)
+        if self._cluster is not None:
+            self._cluster.keep_reserve()  # dead runs' databases are gone: room for it again, maybe
         strategy = choose_strategy(self.settings.clone_strategy, server_major=server.major, fsync_on=fsync_on)
         self._pool = ClonePool(
             server.admin,
@@ -355,12 +364,47 @@ class Runtime:
             raise SetupFailed(f"pytest-nocrud: {exc}", f"pytest-nocrud: {exc}".splitlines()[0]) from None
         except (psycopg.Error, PoolError) as exc:
             stopped = self._server_stopped()
-            if stopped is not None:
+            full = self._cluster is not None and self._cluster.disk_is_full()
+            if stopped is not None and not full:
                 raise self._failed("PostgreSQL", stopped) from None
-            # The server is up, but this worker's pool connections broke or its filler gave up: the
-            # pool is done for this worker. One clear error, not a traceback per test.
-            raise self._failed("clone pool", self._explain_pool_error(exc)) from None
+            # The server is up (or stopped because the disk is full), but this worker's pool
+            # connections broke or its filler gave up: the pool is done for this worker. One clear
+            # error, not a traceback per test -- and its databases are dropped now, so a full disk
+            # gets its space back for the other workers and the next run.
+            error = self._explain_pool_error(exc if stopped is None else ServerError(first_line(stopped)))
+            with contextlib.suppress(psycopg.Error, NocrudError, OSError):
+                if self._discard_pool() and full and self._cluster is not None:
+                    free = self._cluster.free_mib()
+                    error = PoolError(
+                        f"{error}\npytest-nocrud dropped this worker's databases to give the space back "
+                        f"({free} MiB free now); the next run starts clean."
+                    )
+            raise self._failed("PostgreSQL" if stopped is not None else "clone pool", error) from None
         return pool.info
+
+    def _discard_pool(self) -> bool:
+        """Drop this worker's pool databases (its stable one, clones, dirty ones); True if done.
+
+        On a full disk the cluster's reserve goes first, so that a server which PANICked on a WAL
+        write can finish its recovery (or start again) and the databases can be dropped at all; the
+        reserve is taken back once they are gone.
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return False
+        self._dropped_pool = pool
+        cluster = self._cluster
+        if cluster is None or not cluster.disk_is_full():
+            pool.close()
+            return True
+        cluster.recover_from_full_disk(self.owner)  # accepting connections again, or ServerError
+        with contextlib.suppress(psycopg.Error):
+            pool.close()  # its own connection may have died with the server
+        with admin.connect(self.postgres().admin, purpose="gc") as conn:
+            collect_garbage(conn, only_prefix=pool.stable)  # whatever pool.close could not drop
+            conn.execute("CHECKPOINT")  # WAL of the dropped data is recycled, not kept
+        cluster.keep_reserve()
+        return True
 
     def _handoff(self, pool: ClonePool) -> None:
         """The handoff; a template that disappeared from the server (a ``DROP DATABASE`` from outside)
@@ -596,9 +640,10 @@ class Runtime:
         template = self._cache.get("template")
         if isinstance(template, Template):
             out["template"] = dataclasses.asdict(template)
-        if self._pool is not None:
-            out["handoff_ms"] = list(self._pool.handoff_ms)
-            out["handoff_waits"] = self._pool.waits
+        pool = self._pool or self._dropped_pool
+        if pool is not None:
+            out["handoff_ms"] = list(pool.handoff_ms)
+            out["handoff_waits"] = pool.waits
         if self._app_start_ms is not None:
             out["app_start_ms"] = self._app_start_ms
         if self._app_restarts:
@@ -624,8 +669,13 @@ class Runtime:
         if isinstance(log, AppLog):
             log.close()
         if self._pool is not None:
-            pool, self._pool = self._pool, None
-            pool.close()
+            try:
+                self._discard_pool()
+            except (psycopg.Error, NocrudError) as exc:  # the end of a run never raises: say it once
+                self.progress(
+                    f"warning: could not drop this worker's databases ({first_line(exc)}); "
+                    "`nocrud gc` drops them"
+                )
         if not self.is_controller:
             return
         stop_registered(self._app_registry)  # apps of workers that died without cleaning up

@@ -26,6 +26,7 @@ from pytest_nocrud.pg.builders import (
     parse_builder,
 )
 from pytest_nocrud.pg.conninfo import ConnInfo
+from pytest_nocrud.pg.key import compute_key
 from pytest_nocrud.pg.procs import ProcessId
 from pytest_nocrud.pg.server import EmbeddedCluster
 from pytest_nocrud.pg.sqlrunner import run_sql_files, split_statements, sql_files_in
@@ -408,6 +409,54 @@ def test_django_builder_migrates_and_names_failing_migration(tmp_path: Path, pg_
     msg = str(exc.value)
     assert f"while applying migration {app_label}.9999_broken" in msg
     assert "table_that_is_not_there" in msg
+
+
+@pytest.mark.skipif(_example_manage_py() is None, reason="example_app (Django) not present")
+def test_django_fixtures_are_found_like_every_path_setting_and_feed_the_key(
+    tmp_path: Path, pg_admin: ConnInfo
+) -> None:
+    """A line relative to the rootdir (``example_app/fixtures/users.json`` with manage.py one level
+    down: Django's own lookup from manage.py's directory found no fixture 'users'), one relative to
+    manage.py's directory (accepted before) and a bare name Django finds in an app's fixtures/ all
+    load; the key hashes exactly those files; a miss names where loaddata ran."""
+    root = tmp_path / "repo"
+    app = root / "example_app"
+    shutil.copytree(EXAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    (app / "catalog" / "fixtures").mkdir()
+    (app / "fixtures" / "catalog.json").rename(app / "catalog" / "fixtures" / "seed_catalog.json")
+    extra = '[{"model": "catalog.universe", "pk": 99, "fields": {"name": "From manage.py dir"}}]'
+    write(app, "extra/more.json", extra)
+    fixtures = ["example_app/fixtures/users.json", "seed_catalog", "extra/more.json"]
+    builder = parse_builder("django", root=root, fixtures=fixtures)
+    assert isinstance(builder, DjangoBuilder)
+
+    assert builder.fixture_inputs() == [
+        "example_app/fixtures/users.json",
+        "example_app/**/fixtures/seed_catalog*",
+        "example_app/extra/more.json",
+    ]
+    key = compute_key(root, builder.fixture_inputs(), builder.identity, 15)
+    assert list(key.files) == [
+        "example_app/catalog/fixtures/seed_catalog.json",
+        "example_app/extra/more.json",
+        "example_app/fixtures/users.json",
+    ]
+
+    target = create_database(pg_admin, f"django fixtures {next(_counter)}")
+    builder.build(target, Lines())
+    universes = [row[0] for row in query(target, "select name from catalog_universe order by id")]
+    assert "Northwind Saga" in universes and universes[-1] == "From manage.py dir"
+    assert query(target, "select count(*) from accounts_user")[0][0] > 0
+
+    missing = parse_builder("django", root=root, fixtures=["example_app/fixtures/nope.json"])
+    schema_only = create_database(pg_admin, f"django no fixture {next(_counter)}")
+    missing.build_schema(schema_only, Lines())
+    with pytest.raises(BuildError) as exc:
+        missing.load_fixtures(schema_only, Lines())
+    msg = str(exc.value)
+    assert "No fixture named 'nope' found" in msg, msg
+    assert f"loaddata ran in {app}." in msg, msg
+    assert f"Not a file relative to the rootdir ({root})" in msg and "example_app/fixtures/nope.json" in msg
 
 
 # --- noorm-grade runner: skipped files, templates, the command builder as users run it -------------

@@ -6,13 +6,11 @@ rest in one line -- and leave nothing behind.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import discard_cluster_dir, postgres_pids, run_inner
+from _support import postgres_pids, run_inner, small_tmpfs
 
 SCHEMA = "CREATE TABLE item (name text); INSERT INTO item VALUES ('seed');"
 
@@ -88,21 +86,10 @@ def test_after(nocrud_db, n):
 
 
 @pytest.fixture
-def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def small_disk() -> Iterator[Path]:
     """A real 96 MiB file system (tmpfs): room for a cluster and a few clones, not more."""
-    mount_point = Path("/var/tmp") / f"nocrud-small-disk-{os.getpid()}"
-    mount_point.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m,mode=0755", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)  # fmt: skip
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs("small-disk", 96) as mount_point:
         yield mount_point
-    finally:
-        discard_cluster_dir(mount_point / "data")
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
-        mount_point.rmdir()
 
 
 def test_full_disk_under_the_data_dir_is_one_clear_error(project: pytest.Pytester, small_disk: Path) -> None:

@@ -564,13 +564,23 @@ class DjangoBuilder(Builder):
             raise BuildError(f"django {' '.join(args)} failed (exit code {code}):\n" + _format_tail(tail))
         return output
 
+    def fixture_file(self, fixture: str) -> Path | None:
+        """The file a ``nocrud_fixtures`` line names: relative to the rootdir (like every path
+        setting) or, as always accepted, to manage.py's directory; None for a fixture name that
+        Django looks up itself (each app's ``fixtures/``, ``FIXTURE_DIRS``)."""
+        for base in (self.root, self.project_dir):
+            path = base / fixture
+            if path.is_file():
+                return path.absolute()
+        return None
+
     def fixture_inputs(self) -> list[str]:
         prefix = self._prefix()
         inputs: list[str] = []
         for fixture in self.fixtures:
-            direct = self.project_dir / fixture
-            if direct.is_file():
-                inputs.append(_rel_glob(str(direct.absolute()), self.root.absolute()))
+            file = self.fixture_file(fixture)
+            if file is not None:  # exactly the file loaddata gets
+                inputs.append(_rel_glob(str(file), self.root.absolute()))
             else:  # a Django fixture name: found in some app's fixtures/ dir, maybe without extension
                 inputs.append(prefix + "**/fixtures/" + globmod.escape(fixture) + "*")
         return inputs
@@ -593,16 +603,25 @@ class DjangoBuilder(Builder):
 
     def load_fixtures(self, target: ConnInfo, log: Log) -> None:
         if self.fixtures:
-            loaddata = [sys.executable, str(self.manage_py), "loaddata", *self.fixtures]
-            log("django: manage.py loaddata " + " ".join(self.fixtures))
+            args = [str(self.fixture_file(f) or f) for f in self.fixtures]  # files by absolute path
+            loaddata = [sys.executable, str(self.manage_py), "loaddata", *args]
+            log("django: manage.py loaddata " + " ".join(args))
             code, tail, _ = _run_tool(
                 loaddata, shell=False, cwd=self.project_dir, target=target, log=log,
                 extra_env=self.tool_env(target),
             )  # fmt: skip
             if code != 0:
+                names = [f for f in self.fixtures if self.fixture_file(f) is None]
+                where = (
+                    f"\nloaddata ran in {self.project_dir}. Not a file relative to the rootdir "
+                    f"({self.root.absolute()}) or to that directory, so passed on for Django to look up in "
+                    f"each app's fixtures/ and FIXTURE_DIRS: {', '.join(names)}. Check nocrud_fixtures."
+                    if names
+                    else f"\nloaddata ran in {self.project_dir}."
+                )
                 raise BuildError(
                     f"django loaddata {' '.join(self.fixtures)} failed (exit code {code}): "
-                    f"{_last_error_line(tail)}\n" + _format_tail(tail)
+                    f"{_last_error_line(tail)}{where}\n" + _format_tail(tail)
                 )
 
 

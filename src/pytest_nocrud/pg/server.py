@@ -63,7 +63,6 @@ SERVER_SETTINGS = {
 }
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PostgresServer:
     """What the ``nocrud_postgres`` fixture returns."""
@@ -131,6 +130,8 @@ def dsn_stopped_error(admin: ConnInfo) -> ServerError | None:
 
 SHARED_MEMORY = Path("/dev/shm")
 DISK_NEARLY_FULL = 16 * 2**20  # less free than one clone of a small template
+WAL_SEGMENT = 16 * 2**20  # PostgreSQL's default; the cluster's own size is read from pg_wal
+RESERVE_NAME = "space-reserve"
 MIN_SHARED_MEMORY_FREE = 2 * 1024**3  # Docker's 64 MB /dev/shm would fill up after a few clones
 
 
@@ -288,13 +289,49 @@ class EmbeddedCluster:
             # finds it and stops what we started.
             (self.leases / owner.token).touch()
             started = time.perf_counter()
-            needs_start = not self._initialized_marker.exists() or self._running_pid() is None
-            if not self._initialized_marker.exists():
+            initialized = self._initialized_marker.exists()
+            if not initialized:
                 self._initdb()
-            if self._running_pid() is None:
-                self._start()
+            needs_start = self._ensure_running() or not initialized
             started_ms = (time.perf_counter() - started) * 1000 if needs_start else None
         return PostgresServer(admin=self.admin, version=self.version, embedded=True, started_ms=started_ms)
+
+    def _ensure_running(self) -> bool:
+        """Start the server if it is not running (True if this call started it). When it cannot start
+        because the disk is full, give up the reserve and try once more; still full: one error that
+        says so, where, and what to do."""
+        try:
+            if self._running_pid() is not None:
+                return False
+            self._start()
+        except ServerError:
+            if not self.disk_is_full():
+                raise
+            if self.free_reserve():
+                try:
+                    if self._running_pid() is None:
+                        self._start()
+                    return True  # up: the caller drops what filled the disk, then keeps the reserve
+                except ServerError:
+                    if not self.disk_is_full():
+                        raise
+            raise self._cannot_start_disk_full() from None
+        self.keep_reserve()
+        return True
+
+    def _cannot_start_disk_full(self) -> ServerError:
+        try:
+            usage = shutil.disk_usage(self.data)
+            space = f"{usage.free / 2**20:.0f} MiB free of {usage.total / 2**20:.0f} MiB"
+        except OSError:
+            space = "free space unknown"
+        return ServerError(
+            f"PostgreSQL cannot start: disk full under its data dir {self.data} ({space}).\n"
+            f"Last lines of the server log ({self.log_path}):\n{self._log_tail()}\n"
+            "Free space on that file system and run again. If nothing else there can go, remove the "
+            f"cluster ({self.root}: pytest-nocrud makes a new one and rebuilds the templates), or put it "
+            "elsewhere with --nocrud-data-dir=DIR (or NOCRUD_DATA_DIR)."
+        )
 
     def release(self, owner: ProcessId) -> bool:
         """Drop ``owner``'s lease; stop the server if no live run uses it. True if it was stopped."""
@@ -330,14 +367,94 @@ class EmbeddedCluster:
             self.stop()
             return True
 
-    def disk_is_full(self) -> bool:
-        """The data dir's file system has (almost) no room, or the server just said so in its log."""
+    # -- the space reserve ----------------------------------------------------------------------------
+    #
+    # A server whose WAL write hits a full disk PANICs; its crash recovery then needs room for one more
+    # WAL segment, which a full disk does not have: it cannot start again, and nothing can drop the
+    # databases that filled the disk -- every later run fails. So the cluster keeps a reserve file
+    # (one WAL segment + 1 MiB, allocated) beside the data dir, and gives it up when the disk is full:
+    # the server recovers, the full disk's databases are dropped, and the reserve is taken back.
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.root / RESERVE_NAME
+
+    def _reserve_bytes(self) -> int:
+        wal = self.data / "pg_wal"
+        try:
+            sizes = (f.stat().st_size for f in wal.iterdir() if re.fullmatch(r"[0-9A-F]{24}", f.name))
+            segment = next(sizes, WAL_SEGMENT)
+        except OSError:
+            segment = WAL_SEGMENT
+        return max(segment, WAL_SEGMENT // 16) + 2**20
+
+    def keep_reserve(self) -> bool:
+        """Allocate the reserve if it is missing, the file system is at least six times its size (a
+        small disk is not made smaller by a quarter) and has room for it twice over. True if a reserve
+        is in place."""
+        path = self.reserve_path
+        size = self._reserve_bytes()
+        try:
+            if path.exists():
+                return True
+            usage = shutil.disk_usage(self.root)
+            if usage.total < 6 * size or usage.free < 2 * size:
+                return False
+            partial = path.with_name(RESERVE_NAME + ".tmp")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+            os.replace(partial, path)
+            return True
+        except OSError:
+            path.with_name(RESERVE_NAME + ".tmp").unlink(missing_ok=True)
+            return False
+
+    def free_reserve(self) -> int:
+        """Give the reserve's space back to the file system (the disk is full); the bytes freed."""
+        try:
+            size = self.reserve_path.stat().st_size
+            self.reserve_path.unlink()
+            return size
+        except OSError:
+            return 0
+
+    def recover_from_full_disk(self, owner: ProcessId) -> None:
+        """The disk is full: give up the reserve, and have the server up and accepting connections
+        again (a server that PANICked on a WAL write is in crash recovery, or stopped because its
+        recovery found no room), so that what filled the disk can be dropped. Raises ServerError
+        (disk full, where, what to do) if it still cannot run."""
+        self.free_reserve()
+        self.acquire(owner)
+        for in_time in poll(START_TIMEOUT, longest=0.05):
+            try:
+                psycopg.connect(self.admin.dsn, connect_timeout=DSN_CONNECT_TIMEOUT).close()
+                return
+            except psycopg.OperationalError:  # "the database system is in recovery mode"
+                pid = self._postmaster_pid()
+                if pid is None or not is_running(pid):  # its recovery failed: start it afresh
+                    self.acquire(owner)
+            if not in_time:
+                raise self._cannot_start_disk_full()
+
+    def free_mib(self) -> int:
+        """Free space on the data dir's file system, in MiB (-1 when unknown)."""
+        try:
+            return shutil.disk_usage(self.data).free // 2**20
+        except OSError:
+            return -1
+
+    def disk_is_full(self, *, log: bool = True) -> bool:
+        """The data dir's file system has (almost) no room, or (``log``) the server just said so in its
+        log."""
         try:
             if shutil.disk_usage(self.data).free < DISK_NEARLY_FULL:
                 return True
         except OSError:
             pass
-        return "No space left on device" in self._log_tail(lines=20)
+        return log and "No space left on device" in self._log_tail(lines=20)
 
     def disk_full_hint(self) -> str:
         """What to say when PostgreSQL reports 'No space left on device' for our data dir."""
