@@ -25,7 +25,7 @@ from .flows.baked import BAKED
 from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
 from .redaction import redactor, scrub_report
-from .run import RunState, terminal_writer, terminate_like_ctrl_c
+from .run import RunState, failure_repr, terminal_writer, terminate_like_ctrl_c
 from .runtime import Runtime
 from .serial import SerialRuntime
 from .setups import discover
@@ -110,7 +110,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         error = call.excinfo.value if call.excinfo is not None else None
         exited = runtime.app_exit_during_test(state.app, error, item.nodeid)
         if exited is not None:  # instead of the client's traceback: what happened to the app
-            report.longrepr = _failure_repr(item, exited)
+            report.longrepr = failure_repr(item, exited)
     if report.when == "teardown":
         runtime.app_outlived_test(state.app)
     if report.failed:
@@ -135,14 +135,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         run.add_record(record)
     scrub_report(report, run.redact)  # before the terminal, junitxml or xdist see it
     return report
-
-
-def _failure_repr(item: pytest.Item, message: str) -> Any:
-    """What ``pytest.fail(message, pytrace=False)`` reports: the message alone (short summary too)."""
-    try:
-        pytest.fail(message, pytrace=False)
-    except pytest.fail.Exception:
-        return item.repr_failure(pytest.ExceptionInfo.from_current())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

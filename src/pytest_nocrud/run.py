@@ -112,6 +112,14 @@ class RunState:
         return lines
 
 
+def failure_repr(item: pytest.Item, message: str) -> Any:
+    """What ``pytest.fail(message, pytrace=False)`` reports: the message alone (short summary too)."""
+    try:
+        pytest.fail(message, pytrace=False)
+    except pytest.fail.Exception:
+        return item.repr_failure(pytest.ExceptionInfo.from_current())
+
+
 def terminate_like_ctrl_c() -> None:
     """Treat SIGTERM (a CI job being cancelled, ``kill``) like Ctrl-C, so teardown still runs.
 
