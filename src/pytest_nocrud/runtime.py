@@ -55,7 +55,7 @@ from .pg.procs import ProcessId, indented
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
-from .pg.template import LayerKeys, LayerUse, Template, ensure_template, layer_keys
+from .pg.template import BuildFailedEarlier, LayerKeys, LayerUse, Template, ensure_template, layer_keys
 from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
@@ -208,6 +208,8 @@ class Runtime:
             f"pytest-nocrud: {what} is not available ({text.splitlines()[0]}); full error in the "
             "first failing test of this worker.",
         )
+        if isinstance(exc, BuildFailedEarlier):  # one line already, naming the worker with the full error
+            failure = SetupFailed(f"pytest-nocrud: {what} is not available: {text}", f"pytest-nocrud: {text}")
         self._cache.pop(what, None)
         self._errors[what] = failure
         return failure

@@ -453,6 +453,10 @@ class _Layers:
         return _Found(False, seconds, how, note, built_here=True)
 
 
+class BuildFailedEarlier(BuildError):
+    """Another worker of this run failed this build; the message is one line, naming that worker."""
+
+
 class BuildFailures:
     """Failed builds of this run, recorded under the lock dir: ``<layer>.failed.<run digest>`` (0600,
     JSON: run token, worker, one-line reason), written while the layer's locks are held.
@@ -495,7 +499,7 @@ class BuildFailures:
         if not isinstance(entry, dict) or entry.get("run") != self.run_token:
             return
         worker = str(entry.get("worker") or "main")
-        raise BuildError(
+        raise BuildFailedEarlier(
             f"building template layer {layer} failed earlier in this run (worker {worker}): "
             f"{entry.get('reason') or 'see its error'}; see the first failing test of worker {worker} "
             "for the full error."
@@ -591,6 +595,7 @@ def _comment(conn: admin.Conn, name: str, note: Mapping[str, Any]) -> None:
 
 __all__ = [
     "BuildError",
+    "BuildFailedEarlier",
     "LayerKeys",
     "LayerUse",
     "Template",
