@@ -6,6 +6,7 @@ names are internal and may move. The plugin itself is registered through the ``p
 
 from .app import LiveApp
 from .errors import (
+    AppExited,
     AppStartError,
     BinariesNotFound,
     BuildError,
@@ -17,6 +18,7 @@ from .errors import (
     SerialError,
     ServerError,
     UsageError,
+    WrongDatabaseError,
 )
 from .flows.auth import (
     AsBearer,
@@ -37,6 +39,7 @@ from .setups import template_setup
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppExited",
     "AppStartError",
     "AsBearer",
     "AsToken",
@@ -58,6 +61,7 @@ __all__ = [
     "ServerError",
     "StepContext",
     "UsageError",
+    "WrongDatabaseError",
     "bake_login",
     "bearer_login",
     "csrf_headers",

@@ -73,6 +73,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("nocrud_allow_empty_template", "Accept a template in which the builder created no table, view, "
            "sequence or function (refused by default: the builder most likely ran elsewhere).",
            default="false"),
+    Option("nocrud_check_app_database", "Stop the run when the app is seen using another database than the "
+           "test's (Django settings before any test; every app's successful writes).", default="true"),
     Option("nocrud_app_command", "Shell command that starts the app ({port}, {host}, {python})."),
     Option("nocrud_app_ready_path", "HTTP path polled until the app answers.", default="/"),
     Option("nocrud_app_env", "NAME=value lines added to the app's environment.", kind="linelist"),
@@ -268,6 +270,7 @@ class Settings:
     sql_vars: tuple[tuple[str, str], ...] = ()
     incremental_command: bool = False
     allow_empty_template: bool = False
+    check_app_database: bool = True
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
@@ -342,4 +345,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         sql_vars=_env_lines(get("nocrud_sql_vars")),
         incremental_command=_flag(get("nocrud_incremental_command")),
         allow_empty_template=_flag(get("nocrud_allow_empty_template")),
+        check_app_database=_flag(get("nocrud_check_app_database")),
     )

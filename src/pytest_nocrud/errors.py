@@ -46,6 +46,10 @@ class AppStartError(NocrudError):
     """The app did not come up; the message has the exit code or reason and its last log lines."""
 
 
+class WrongDatabaseError(AppStartError):
+    """The app under test uses another database than the test's: the run stops before it writes there."""
+
+
 class AppExited(NocrudError):
     """The app under test exited mid-run (its exit code or signal, and what happens next)."""
 

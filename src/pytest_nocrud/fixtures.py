@@ -55,8 +55,16 @@ def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iter
     _state(request).trace.handoff = (started, time.perf_counter() - clock)
     yield database
     database.close()
-    if _state(request).kept is None:  # a kept failed-test database was renamed away already
-        runtime.release_database()
+    state = _state(request)
+    try:
+        baseline = state.app_db_baseline
+        if baseline is not None:
+            entries = state.requests.entries if state.requests is not None else []
+            judge = lambda: runtime.judge_app_database(baseline, entries, database.opened)  # noqa: E731
+            _or_fail(judge, stop=request.session)
+    finally:
+        if state.kept is None:  # a kept failed-test database was renamed away already
+            runtime.release_database()
 
 
 def _app_scope(fixture_name: str, config: pytest.Config) -> str:
@@ -84,7 +92,9 @@ def nocrud_client(
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
     log = RequestLog()
-    _state(request).requests = log
+    state = _state(request)
+    state.requests = log
+    state.app_db_baseline = _or_fail(lambda: runtime_of(request.config).app_database_baseline(nocrud_db))
     with make_client(nocrud_app.url, log=log) as client:
         yield client
 
@@ -139,10 +149,13 @@ def _nocrud_test_context(request: pytest.FixtureRequest) -> None:
             state.app, state.app_log, state.app_log_from = app, app.log, app.log.offset()
 
 
-def _or_fail(make: Callable[[], T]) -> T:
-    """Report a setup failure as its message alone (no traceback, no chained exception)."""
+def _or_fail(make: Callable[[], T], *, stop: pytest.Session | None = None) -> T:
+    """Report a setup failure as its message alone (no traceback, no chained exception); with ``stop``,
+    also end the run after this test (pytest -x style)."""
     try:
         return make()
     except SetupFailed as failure:
         message = str(failure)
+    if stop is not None:
+        stop.shouldstop = message.splitlines()[0]
     pytest.fail(message, pytrace=False)

@@ -39,7 +39,6 @@ class _AtCollection:
         self.error: BaseException | None = None
         self.called = False
 
-    @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from .fixtures import runtime_of
 

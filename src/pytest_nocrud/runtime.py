@@ -21,12 +21,14 @@ from typing import Any, TypedDict, TypeVar
 import httpx
 import psycopg
 
+from . import errors
 from .app import (
     AppLog,
     AppProcess,
     AppSpec,
     ExternalApp,
     LiveApp,
+    app_environment,
     app_session_name,
     describe_exit,
     reap_orphaned_apps,
@@ -34,6 +36,7 @@ from .app import (
     stop_registered,
     tidy_leftovers,
 )
+from .app_database import Baseline, DjangoProbe, Evidence, successful_writes
 from .config import Settings
 from .errors import (
     AppExited,
@@ -44,6 +47,7 @@ from .errors import (
     PoolError,
     ServerError,
     SetupFailed,
+    WrongDatabaseError,
     first_line,
 )
 from .pg import admin, setup_store
@@ -56,6 +60,7 @@ from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home,
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
 from .pg.template import BuildFailedEarlier, LayerKeys, LayerUse, Template, ensure_template, layer_keys
+from .pg.testdb import TestDatabase
 from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
@@ -349,6 +354,8 @@ class Runtime:
             strategy=strategy,
             max_fillers=filler_budget(os.cpu_count() or 1, os.environ.get("PYTEST_XDIST_WORKER_COUNT")),
         )
+        if not self.app_per_test:  # Django's import time overlaps the first clone and handoff
+            self._cache["django probe"] = self._django_probe(self._pool.info)
         return self._pool
 
     @property
@@ -497,13 +504,58 @@ class Runtime:
         if not pool.has_stable:
             pool.handoff()
         reap_orphaned_apps(self._app_registry.parent)  # apps of runs killed with kill -9
-        app = AppProcess(self.app_spec(), pool.info, self.app_log(), registry=self._app_registry)
+        spec = self.app_spec()
+        app = AppProcess(spec, pool.info, self.app_log(), registry=self._app_registry)
         started = time.perf_counter()
+        probe = self._cache.pop("django probe", None) or self._django_probe(pool.info)
+        if isinstance(probe, DjangoProbe):
+            try:
+                probe.check(pool.info)  # before the app starts: its start-up may write (migrate, create_all)
+            finally:
+                probe.stop()
         with SessionWatch(self.postgres().admin, app_session_name(pool.stable)) as watch:
             app.start()
         self._app_start_ms = (time.perf_counter() - started) * 1000
         self._check_app_database(app, pool.stable, watch.databases)
         return app
+
+    def _django_probe(self, db: ConnInfo) -> DjangoProbe | None:
+        """For a Django project, a look at its effective DATABASES in the app's environment."""
+        settings = self.settings
+        if not settings.check_app_database:
+            return None
+        manage_py = detect_django_project(settings.rootpath)
+        env = app_environment(db, 0, settings.app_env)
+        if manage_py is None and "DJANGO_SETTINGS_MODULE" not in env:
+            return None
+        return DjangoProbe(manage_py.parent if manage_py else settings.rootpath, env)
+
+    # -- does the app use the test database? (app_database.py) ----------------------------------
+
+    def app_database_baseline(self, database: TestDatabase) -> Baseline | None:
+        """Before a test's requests: the evidence to compare with after it (None once confirmed)."""
+        if not self.settings.check_app_database:
+            return None
+        evidence = self._cache.get("app database evidence")
+        if not isinstance(evidence, Evidence):
+            evidence = self._cache["app database evidence"] = Evidence(self.postgres().admin)
+        baseline = evidence.baseline(database.name)
+        if baseline is not None:
+            baseline.opened = database.opened
+        return baseline
+
+    def judge_app_database(self, baseline: Baseline, entries: Sequence[object], opened: int) -> None:
+        """After the test: stop the run if the app wrote successfully without touching its database."""
+        evidence = self._cache.get("app database evidence")
+        if not isinstance(evidence, Evidence):
+            return
+        try:
+            evidence.judge(baseline, successful_writes(entries), opened - baseline.opened)
+        except (WrongDatabaseError, psycopg.Error) as exc:
+            if self._app is not None:
+                self._app.stop()  # no later request may write there
+                self._app = None
+            raise self._failed("app", exc) from None
 
     def _check_app_database(self, app: AppProcess, expected: str, seen: set[str]) -> None:
         """Stop before any test if the app talks to another database; warn once if it showed none."""
@@ -517,7 +569,7 @@ class Runtime:
                 "PGDATABASE), or map its own variables in nocrud_app_env, e.g.\n"
                 "  nocrud_app_env =\n      DB_NAME={dbname}\n      DB_HOST={host}"
             )
-        if not seen and not self._warned_no_app_session:
+        if not seen and not self._warned_no_app_session and not self.settings.check_app_database:
             self._warned_no_app_session = True
             self.progress(
                 "warning: the app opened no database session while starting (nocrud_app_ready_path = "
@@ -664,6 +716,12 @@ class Runtime:
         use = self._cache.get("layers in use")
         if isinstance(use, LayerUse):  # GC may collect our layers once no process of ours runs
             use.close()
+        probe = self._cache.pop("django probe", None)
+        evidence = self._cache.pop("app database evidence", None)
+        if isinstance(probe, DjangoProbe):
+            probe.stop()  # started with the pool, never needed: no app was started
+        if isinstance(evidence, Evidence):
+            evidence.close()
         if self._app is not None:
             self._app.stop()
             self._app = None
@@ -675,7 +733,7 @@ class Runtime:
                 self._discard_pool()
             except (psycopg.Error, NocrudError) as exc:  # the end of a run never raises: say it once
                 self.progress(
-                    f"warning: could not drop this worker's databases ({first_line(exc)}); "
+                    f"warning: could not drop this worker's databases ({errors.first_line(exc)}); "
                     "`nocrud gc` drops them"
                 )
         if not self.is_controller:

@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 
 from .app import AppLog, AppProcess
+from .app_database import Baseline
 from .flows.timeline import RequestLog
 from .pg.conninfo import ConnInfo
 from .record import TestRecord, TestTrace
@@ -29,6 +30,7 @@ class TestState:
     app_log: AppLog | None = None  # the worker's app log, and its offset when the test started
     app_log_from: int = 0
     kept: ConnInfo | None = None  # a failed test's database, kept under another name
+    app_db_baseline: Baseline | None = None  # until the app is seen on its database (app_database.py)
 
     def failure_sections(self) -> list[tuple[str, str]]:
         """A failed test's HTTP requests and the app's log lines written during this test only."""

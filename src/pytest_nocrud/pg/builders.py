@@ -60,7 +60,7 @@ Log = Callable[[str], None]
 
 ACCEPTED_FORMS = (
     "django  (manage.py migrate [+ loaddata fixtures]; django:<path/to/manage.py> to pick one)",
-    "sql:<dir>  (run every *.sql file under <dir>, sorted by path)",
+    "sql:<dir>  (run every *.sql file under <dir>, sorted by path; or sql:<file>)",
     "command:<shell command>  (any tool; gets DATABASE_URL and PG* of the template database)",
     "python:<module>:<function>  (called with a psycopg connection; committed after it returns)",
 )

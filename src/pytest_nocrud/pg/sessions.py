@@ -58,3 +58,29 @@ class SessionWatch:
             [self.application_name],
         ).fetchall()
         self.databases.update(row[0] for row in rows)
+
+
+def sessions_on(conn: admin.Conn, dbname: str) -> int:
+    """Sessions ever established to ``dbname`` (``pg_stat_database.sessions``, PostgreSQL 14+).
+
+    A backend adds its session to the count at its first transaction's end or at its exit, so even a
+    per-request connection that lasted a millisecond is counted once it is over. Before 14 there is no
+    such counter: transactions committed or rolled back there stand in for it.
+    """
+    column = "sessions" if conn.info.server_version >= 140000 else "xact_commit + xact_rollback"
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        f"SELECT coalesce({column}, 0) FROM pg_stat_database WHERE datname = %s",  # noqa: S608 - constant
+        [dbname],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def open_sessions_on(conn: admin.Conn, dbname: str) -> int:
+    """Sessions connected to ``dbname`` right now (other than ``conn``)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_get_activity(NULL) s JOIN pg_database d ON d.oid = s.datid "
+        "WHERE d.datname = %s AND s.pid <> pg_backend_pid()",
+        [dbname],
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -18,6 +18,7 @@ class TestDatabase:
 
     info: ConnInfo
     _connections: list[psycopg.Connection[Any]] = dataclasses.field(default_factory=list, repr=False)
+    opened: int = dataclasses.field(default=0, repr=False)  # connections made: not the app's sessions
 
     @property
     def name(self) -> str:
@@ -30,6 +31,7 @@ class TestDatabase:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A psycopg connection to this test's database (closed for you at the end of the test)."""
         conn = psycopg.connect(self.dsn, **kwargs)
+        self.opened += 1
         self._connections.append(conn)
         return conn
 
