@@ -32,6 +32,7 @@ import httpx
 from . import placeholders
 from .errors import AppStartError, NocrudError
 from .pg.conninfo import ConnInfo
+from .pg.private import open_private, private_dir, touch_private
 from .pg.procs import (
     ProcessId,
     group_members,
@@ -124,8 +125,8 @@ class AppLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the log
+        private_dir(path.parent, top=path.parent.parent)  # <data dir>/logs/: 0700, the log 0600
+        self._file = open_private(path, "a", encoding="utf-8", errors="replace")
         self._lock = threading.Lock()
 
     def follow(
@@ -381,8 +382,8 @@ class AppProcess:
     def _register(self) -> None:
         """Record the app (pid + start time) under its run, so a later run can end it if we die."""
         if self.registry is not None and self._proc is not None:
-            self.registry.mkdir(parents=True, exist_ok=True)
-            (self.registry / ProcessId.of(self._proc.pid).token).touch()
+            private_dir(self.registry, top=self.registry.parent.parent)  # <data dir>/apps/<run>/
+            touch_private(self.registry / ProcessId.of(self._proc.pid).token)
 
     def _unregister(self, pid: int) -> None:
         if self.registry is not None:

@@ -630,3 +630,53 @@ def test_the_runs_end_removes_app_logs_of_earlier_runs_and_empty_registries(
     assert all(len(pids) == 1 for pids in owners), f"logs of the last run only: {owners}"
     assert len(set.union(*owners)) == 3, "each run's end removed the previous run's logs"
     assert list((data_dir / "apps").iterdir()) == [], "no empty registry stays behind"
+
+
+# -- privacy of the data dir ---------------------------------------------------------------------------
+
+
+PRIVATE = """
+import os, pathlib
+import pytest
+
+def open_to_others(top):
+    paths = [top, *top.rglob("*")]
+    return [f"{oct(p.lstat().st_mode & 0o777)} {p}" for p in paths if p.lstat().st_mode & 0o077]
+
+@pytest.mark.crud_flow
+def test_while_the_app_runs(nocrud_client):
+    assert nocrud_client.post("/items/x").status_code == 201
+    top = pathlib.Path(os.environ["DATA_DIR"])
+    assert any((top / "apps").rglob("*-*")), "the app's registry entry exists now"
+    pathlib.Path(f"open-{os.getpid()}").write_text("\\n".join(open_to_others(top)))
+"""
+
+
+def test_everything_the_run_creates_under_the_data_dir_is_private(
+    pytester: pytest.Pytester, data_dir: Path
+) -> None:
+    """App logs hold the app's own output, build logs the tools': no group or other bits anywhere.
+
+    A cold data dir, so initdb, the server's files, leases, locks, build logs, app logs and registries
+    are all created by this run; looked at during the run (registries) and after it. As root the
+    server runs as another OS user: the directories it must enter belong to it instead of being
+    opened to everybody.
+    """
+    _project(pytester)
+    pytester.makepyfile(test_inner=PRIVATE)
+
+    result = run_inner(pytester, data_dir, "-n", "2", DATA_DIR=str(data_dir))
+
+    result.assert_outcomes(passed=1)
+    (during,) = [path.read_text() for path in pytester.path.glob("open-*")]
+    assert during == "", during
+    assert any((data_dir / "logs").glob("app-*.log")) and any((data_dir / "locks").glob("*.log"))
+    after = [data_dir, *data_dir.rglob("*")]
+    open_after = [f"{oct(p.lstat().st_mode & 0o777)} {p}" for p in after if p.lstat().st_mode & 0o077]
+    assert open_after == [], "\n".join(open_after)
+    if os.geteuid() == 0:  # the server's OS user owns the directories on its way, nothing else
+        (cluster_data,) = data_dir.glob("pg*/data")
+        server_uid = cluster_data.stat().st_uid
+        assert server_uid != 0
+        assert data_dir.stat().st_uid == cluster_data.parent.stat().st_uid == server_uid
+        assert (data_dir / "logs").stat().st_uid == (data_dir / "locks").stat().st_uid == 0

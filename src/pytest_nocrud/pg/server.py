@@ -42,6 +42,7 @@ from ..errors import ServerError, first_line
 from .admin import running_version
 from .binaries import find_bindir, major_of, server_version
 from .conninfo import ConnInfo
+from .private import FILE_MODE, open_private, private_dir, touch_private, write_private
 from .procs import ProcessId, indented, is_running, poll, terminate
 
 PORT = 5432  # only names the socket file inside our private directory; no TCP port is opened
@@ -163,12 +164,13 @@ def roomy_tmpfs(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK) and stat.f_bavail * stat.f_frsize >= MIN_SHARED_MEMORY_FREE
 
 
-def _check_owned_chain(path: Path) -> None:
+def _check_owned_chain(path: Path, server_uid: int | None = None) -> None:
     """Refuse a cluster directory someone else planted in a shared place like /dev/shm or /tmp.
 
     Below the nearest world-writable (sticky) ancestor every directory must be a real directory owned
-    by us, or another local user could have swapped in their own files or symlinks. Paths with no
-    world-writable ancestor (a home directory) are private already.
+    by us (or by the server's OS user, to whom root hands the ones it must enter), or another local
+    user could have swapped in their own files or symlinks. Paths with no world-writable ancestor (a
+    home directory) are private already.
     """
     below_shared: list[tuple[Path, os.stat_result]] = []
     for current in (path, *path.parents):
@@ -179,7 +181,7 @@ def _check_owned_chain(path: Path) -> None:
     else:
         return
     for current, info in below_shared:
-        if stat_module.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+        if stat_module.S_ISLNK(info.st_mode) or info.st_uid not in (os.geteuid(), server_uid):
             raise ServerError(
                 f"{current} is not a directory owned by you (uid {os.geteuid()}); refusing to keep a "
                 "PostgreSQL cluster under it. Remove it, or set --nocrud-data-dir / NOCRUD_DATA_DIR."
@@ -228,6 +230,16 @@ class _RunAs:
             os.chown(path, self.uid, self.gid)
         path.chmod(0o700)
 
+    def hand_over(self, path: Path) -> None:
+        """As root, give the server's OS user a directory of ours it must enter on its way to the data
+        and socket directories, instead of opening it to everybody. One that others may enter
+        already (a data dir the user made 0755) stays as it is."""
+        if self.uid is None or self.gid is None:
+            return
+        info = path.stat()
+        if info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+            os.chown(path, self.uid, self.gid)
+
     @property
     def group_name(self) -> str:
         return grp.getgrgid(self.gid).gr_name if self.gid is not None else ""
@@ -245,7 +257,7 @@ class EmbeddedCluster:
         self.log_path = self.root / "postgres.log"
         self.leases = self.root / "leases"
         self._initialized_marker = self.root / "initdb.done"
-        self._lock = filelock.FileLock(str(self.root / "server.lock"), timeout=120)
+        self._lock = filelock.FileLock(str(self.root / "server.lock"), timeout=120, mode=FILE_MODE)
         self.socket_dir = self._choose_socket_dir()
         self.run_as = _RunAs.for_current_process()
 
@@ -281,13 +293,15 @@ class EmbeddedCluster:
 
     def acquire(self, owner: ProcessId) -> PostgresServer:
         """Make sure the server runs and record that run ``owner`` uses it."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o755 if self.run_as.user else 0o700)
-        _check_owned_chain(self.root)
+        private_dir(self.root, top=self.root.parent)
+        _check_owned_chain(self.root, self.run_as.uid)
+        for on_the_way in (self.root.parent, self.root):  # the data dir, then pg<major>
+            self.run_as.hand_over(on_the_way)
         with self._lock:
-            self.leases.mkdir(exist_ok=True)
+            private_dir(self.leases, top=self.root)
             # The lease goes first: if we are interrupted while starting, the owner's release still
             # finds it and stops what we started.
-            (self.leases / owner.token).touch()
+            touch_private(self.leases / owner.token)
             started = time.perf_counter()
             initialized = self._initialized_marker.exists()
             if not initialized:
@@ -351,8 +365,8 @@ class EmbeddedCluster:
             pid = self._running_pid()
             if pid is None:
                 raise ServerError(f"the server of {self.data} is not running; nothing to hold")
-            self.leases.mkdir(exist_ok=True)
-            (self.leases / HELD_LEASE).write_text(ProcessId.of(pid).token + "\n")
+            self.leases.mkdir(mode=0o700, exist_ok=True)
+            write_private(self.leases / HELD_LEASE, ProcessId.of(pid).token + "\n")
 
     def release_if_unused(self) -> bool:
         """End ``nocrud server start``'s hold; stop the server unless a live run holds a lease
@@ -360,7 +374,7 @@ class EmbeddedCluster:
         if not self.root.is_dir():
             return True
         with self._lock:
-            self.leases.mkdir(exist_ok=True)
+            self.leases.mkdir(mode=0o700, exist_ok=True)
             (self.leases / HELD_LEASE).unlink(missing_ok=True)
             if self._live_leases():
                 return False
@@ -531,7 +545,7 @@ class EmbeddedCluster:
                 f"initdb failed (exit {result.returncode}) for {self.data}:\n"
                 + indented(result.stdout + result.stderr, last=20)
             )
-        self._initialized_marker.write_text(f"{self.major}\n")
+        write_private(self._initialized_marker, f"{self.major}\n")
 
     def _check_reachable(self) -> None:
         """As root, the server's OS user must be able to enter our directory: say so clearly."""
@@ -582,7 +596,7 @@ class EmbeddedCluster:
         args += ["-p", str(PORT)]
         for name, value in SERVER_SETTINGS.items():
             args += ["-c", f"{name}={value}"]
-        with open(self.log_path, "ab") as log:
+        with open_private(self.log_path, "ab") as log:
             proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,

@@ -52,6 +52,7 @@ from .key import (
 )
 from .names import build_prefix
 from .pool import choose_strategy
+from .private import FILE_MODE, open_private, private_dir
 from .procs import ProcessId, group_members
 
 KEEP_TEMPLATES = 3  # most recently used layers of other keys kept, per kind (branch switching stays warm)
@@ -176,7 +177,7 @@ def ensure_template(
     (``run_token``; ``worker`` names this one in their message) then fail at once with its reason
     instead of running the same failing build again; a later run builds again."""
     use = use or LayerUse(server)
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(lock_dir, top=lock_dir.parent)
     layers = _Layers(server, lock_dir, run_token, rebuild, use, progress, worker=worker)
     name, schema = keys.name, keys.schema_name
     found = layers.existing(name)
@@ -383,7 +384,7 @@ class _Layers:
         if found is not None:
             return found
         with (
-            filelock.FileLock(str(self.lock_dir / f"{name}.lock")),
+            filelock.FileLock(str(self.lock_dir / f"{name}.lock"), mode=FILE_MODE),
             admin.connect(self.server, purpose="build lock") as conn,
         ):
             with admin.advisory_lock(conn, name):
@@ -426,7 +427,7 @@ class _Layers:
 
         try:
             with (
-                open(self.lock_dir / f"{name}.log", "w", encoding="utf-8") as build_log,
+                open_private(self.lock_dir / f"{name}.log", "w", encoding="utf-8") as build_log,
                 watching_spawns(spawned),
             ):
                 plan.work(self.server.with_db(build), lambda line: print(line, file=build_log, flush=True))
