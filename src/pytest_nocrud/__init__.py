@@ -4,6 +4,7 @@ Users import from here (``from pytest_nocrud import CrudFlow, AsUser``); the mod
 names are internal and may move. The plugin itself is registered through the ``pytest11`` entry point.
 """
 
+from . import _moved
 from .app import LiveApp
 from .errors import (
     AppExited,
@@ -27,7 +28,9 @@ from .flows.auth import (
     ClientFactory,
     bearer_login,
     csrf_headers,
+    csrf_token,
     form_login,
+    install_csrf_header,
     session_login,
     token_login,
 )
@@ -36,7 +39,9 @@ from .flows.crud import Created, CrudFlow
 from .flows.steps import Flow, FlowResult, StepContext, expect_status
 from .setups import template_setup
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_moved.install()  # 0.1 module paths (pytest_nocrud.crud, .auth, ...) keep working, with a warning
 
 __all__ = [
     "AppExited",
@@ -65,8 +70,10 @@ __all__ = [
     "bake_login",
     "bearer_login",
     "csrf_headers",
+    "csrf_token",
     "expect_status",
     "form_login",
+    "install_csrf_header",
     "session_login",
     "template_setup",
     "token_login",
