@@ -20,9 +20,12 @@ project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,10 +53,18 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
 
-    common.add_argument("--rootdir", type=Path, default=default(Path.cwd()), help="project directory (.)")
-    common.add_argument("--dsn", default=default(os.environ.get("NOCRUD_DSN")), help="an existing server")
-    common.add_argument("--data-dir", type=Path, default=default(os.environ.get("NOCRUD_DATA_DIR")))
-    common.add_argument("--pg-bindir", default=default(os.environ.get("NOCRUD_PG_BINDIR")))
+    group = common.add_argument_group("common options (before or after the command)")
+    group.add_argument("--rootdir", type=Path, default=default(Path.cwd()),
+                       help="the project directory (default: the current directory)")  # fmt: skip
+    group.add_argument("--dsn", default=default(os.environ.get("NOCRUD_DSN")),
+                       help="an existing server's admin DSN (default: $NOCRUD_DSN, else the embedded "
+                       "server)")  # fmt: skip
+    group.add_argument("--data-dir", type=Path, default=default(os.environ.get("NOCRUD_DATA_DIR")),
+                       help="the embedded cluster's directory (default: $NOCRUD_DATA_DIR, else "
+                       "nocrud_data_dir, else the default location)")  # fmt: skip
+    group.add_argument("--pg-bindir", default=default(os.environ.get("NOCRUD_PG_BINDIR")),
+                       help="directory with initdb and postgres (default: $NOCRUD_PG_BINDIR, else "
+                       "searched)")  # fmt: skip
     return common
 
 
@@ -70,15 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--failed", action="store_true", help="also drop kept failed-test databases")
     server = commands.add_parser("server", parents=common, help="start or stop the embedded server")
     server.add_argument("action", choices=["start", "stop"])
-    scaffold = commands.add_parser("scaffold", help="write CRUD flows from the app's OpenAPI schema")
+    scaffold = commands.add_parser(
+        "scaffold", parents=common, help="write CRUD flows from the app's OpenAPI schema"
+    )
     scaffold.add_argument(
         "--openapi", metavar="PATH", help="schema path (default: nocrud_openapi_path, else /openapi.json)"
     )
     scaffold.add_argument("--out", type=Path, help="file to write (default: tests/test_crud_scaffold.py)")
-    build = commands.add_parser("build", help="build (or reuse) the template as a test run would")
+    build = commands.add_parser(
+        "build", parents=common, help="build (or reuse) the template as a test run would"
+    )
     build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
-    commands.add_parser("preview", help="what a build would do now, and the SQL it would run")
-    gate = commands.add_parser("perf", help="summarize a --nocrud-perf record; compare with a baseline")
+    commands.add_parser("preview", parents=common, help="what a build would do now, and the SQL it would run")
+    gate = commands.add_parser(
+        "perf", parents=common, help="summarize a --nocrud-perf record; compare with a baseline",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )  # fmt: skip
     gate.add_argument("directory", type=Path, help="the --nocrud-perf directory")
     gate.add_argument("--run", help="run id (default: the newest run)")
     gate.add_argument("--set-baseline", type=Path, metavar="FILE", help="write this run's summary as JSON")
@@ -106,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run = build_template if args.command == "build" else preview
             return run(args.rootdir, _pytest_args(args))
-        code = _main(args)
+        code = _status_of_project(args) if args.command == "status" else _main(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
         return code
     except NocrudError as exc:
-        print(f"nocrud: {exc}", file=sys.stderr)
+        print(f"nocrud: {one_prefix(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (``nocrud status | head``): not an error worth a traceback. Point stdout
@@ -168,7 +186,8 @@ def _run(
 ) -> int:
     with admin.connect(server.admin, purpose="cli") as conn:
         if args.command == "status":
-            _status(conn, server, cluster)
+            note = getattr(args, "project_note", None)
+            _status(conn, server, cluster, {"": note} if note else None)
         elif args.command == "gc":
             dropped = collect_garbage(conn) + collect_layers(conn)
             if args.failed:
@@ -187,10 +206,73 @@ def _run(
     return 0
 
 
-def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster | None) -> None:
+def one_prefix(message: str) -> str:
+    """The message without the test run's own prefix: ``nocrud:`` already says who is speaking."""
+    message = message.removeprefix("pytest-nocrud: ")
+    head, sep, rest = message.partition(" is not available:\n")
+    return rest if sep and "\n" not in head else message
+
+
+def _status_of_project(args: argparse.Namespace) -> int:
+    """``nocrud status``: the server and every layer on it, this project's marked -- read the way a test
+    run reads the project (pytest's collection, so its template setups count), else without the marks."""
+    from .project import at_collection
+    from .runtime import Runtime
+
+    def show(runtime: Runtime) -> str:
+        server = runtime.postgres()
+        try:
+            mine = _project_layers(runtime, server)
+        except (NocrudError, ValueError) as exc:
+            mine = {"": f"this project: cannot tell its layers ({one_prefix(str(exc)).splitlines()[0]})"}
+        out = io.StringIO()
+        with admin.connect(server.admin, purpose="cli") as conn, contextlib.redirect_stdout(out):
+            _status(conn, server, runtime.cluster, mine)
+        return out.getvalue()
+
+    try:
+        text = at_collection(args.rootdir, _pytest_args(args), show)
+    except UsageError as exc:  # pytest cannot read the project: the server's view alone
+        args.project_note = f"this project: cannot tell its layers ({str(exc).splitlines()[0]})"
+        return _main(args)
+    print(text, end="")  # after pytest's run: a closed pipe is handled like any command's
+    return 0
+
+
+def _project_layers(runtime: object, server: PostgresServer) -> dict[str, str]:
+    """``{layer name: what it is to this project}`` for the keys a test run would use now."""
+    from .runtime import Runtime, template_keys
+    from .setups import setup_inputs
+
+    assert isinstance(runtime, Runtime)
+    builder = runtime.builder()
+    extra = setup_inputs(runtime.template_setups(), runtime.settings.rootpath)
+    keys = template_keys(runtime.settings, builder, server.major, extra_inputs=extra)
+    return {keys.schema_name: "this project's schema layer", keys.name: "this project's template"}
+
+
+def _ago(epoch: float) -> str:
+    seconds = max(0.0, time.time() - epoch)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return "just now"
+
+
+def _status(
+    conn: admin.Conn,
+    server: PostgresServer,
+    cluster: EmbeddedCluster | None,
+    mine: dict[str, str] | None = None,
+) -> None:
+    mine = mine or {}
     kind = f"embedded, data dir {cluster.data}" if cluster else "DSN"
     print(f"server: PostgreSQL {server.version} ({kind})")
+    if server.embedded and server.started_ms is not None:
+        print("  it was not running: started for this command, and stopped again after it")
     print(f"admin DSN: {server.admin.masked()}")
+    if "" in mine:
+        print(mine[""])
     for name in admin.names_like(conn, SCHEMA_PREFIX) + admin.names_like(conn, TEMPLATE_PREFIX):
         state = (
             "finalized"
@@ -198,7 +280,12 @@ def _status(conn: admin.Conn, server: PostgresServer, cluster: EmbeddedCluster |
             else "UNFINALIZED (a build died; rebuilt on next use)"
         )
         kind = "schema layer" if name.startswith(SCHEMA_PREFIX) else "template"
-        print(f"{kind}: {name} {state}")
+        note = admin.note_of(conn, name)
+        used = max(float(note.get("used_at", 0.0)), float(note.get("built_at", 0.0)))
+        row = conn.execute("SELECT pg_database_size(%s)", [name]).fetchone()
+        size = f"{int(row[0]) / 1e6:.1f} MB" if row else "?"
+        marker = f"  <- {mine[name]}" if name in mine else ""
+        print(f"{kind}: {name} {state}, {size}, last used {_ago(used) if used else 'never'}{marker}")
     owned = [name for name in admin.names_like(conn, RUN_PREFIX) if OWNED_NAME.match(name)]
     print(f"pool databases: {len(owned)}")
     for name in admin.names_like(conn, FAILED_PREFIX):

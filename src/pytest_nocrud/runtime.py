@@ -359,6 +359,11 @@ class Runtime:
         return self._pool
 
     @property
+    def cluster(self) -> EmbeddedCluster | None:
+        """The embedded cluster this process uses (None with ``--nocrud-dsn`` or before first use)."""
+        return self._cluster
+
+    @property
     def has_pool(self) -> bool:
         return self._pool is not None
 

@@ -192,3 +192,68 @@ def test_build_and_preview_see_the_template_setups_a_test_run_sees(data_dir: Pat
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"template: {layer.group(1)} (key " in run.stdout and ") reused" in run.stdout, run.stdout
     assert "building template layer" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "gc", "server", "scaffold", "build", "preview", "perf"])
+def test_every_help_lists_the_common_options_with_their_defaults(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "common options (before or after the command)" in out, out
+    for option in ("--rootdir", "--dsn", "--data-dir", "--pg-bindir"):
+        assert option in out
+    assert "(default: the current directory)" in out and "(default: $NOCRUD_DSN" in out
+
+
+def test_common_options_work_after_build_and_preview_and_errors_carry_one_prefix(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    root = tmp_path / "proj"
+    (root / "db").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\nnocrud_builder = sql:db\n")
+    (root / "db" / "001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    for command in ("preview", "build"):
+        done = subprocess.run(
+            [NOCRUD, command, "--rootdir", str(root), "--data-dir", str(data_dir)],
+            cwd=elsewhere, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    (root / "pytest.ini").write_text("[pytest]\nnocrud_builder = python:nomodule:build\n")
+    failed = subprocess.run(
+        [NOCRUD, "build", "--rootdir", str(root), "--data-dir", str(data_dir)],
+        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("nocrud: ") and "pytest-nocrud:" not in failed.stderr, failed.stderr
+    assert "is not available" not in failed.stderr
+    assert postgres_pids(data_dir) == []
+
+
+def test_status_says_it_started_the_server_and_marks_this_projects_layers(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    root = tmp_path / "proj"
+    (root / "db").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\nnocrud_builder = sql:db\n")
+    (root / "db" / "001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    assert nocrud_in(root, data_dir, "build").returncode == 0
+    (root / "db" / "002_u.sql").write_text("CREATE TABLE u (id int);\n")  # the built layers are old now
+    assert nocrud_in(root, data_dir, "build").returncode == 0
+
+    status = nocrud_in(root, data_dir, "status")
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    assert "it was not running: started for this command, and stopped again after it" in out, out
+    marked = [line for line in out.splitlines() if "<- this project's" in line]
+    assert len(marked) == 2, out  # the current schema layer and template, not the older pair
+    assert all(re.search(r"finalized, [\d.]+ MB, last used (just now|\d+ min ago)", line) for line in marked)
+    layers = [line for line in out.splitlines() if line.startswith(("schema layer:", "template:"))]
+    assert len(layers) == 4, out
+    assert postgres_pids(data_dir) == []

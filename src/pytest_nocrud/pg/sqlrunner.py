@@ -110,14 +110,34 @@ def render_template(path: Path, text: str, sql_vars: Mapping[str, str]) -> str:
             f"{path.name} is a Jinja2 template (.sql.j2) but Jinja2 is not installed: "
             "pip install 'pytest-nocrud[templates]'"
         ) from None
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    name = str(path)
+    env = jinja2.Environment(
+        # (source, filename, uptodate): with a filename, jinja's traceback frames carry the path
+        loader=jinja2.FunctionLoader(lambda _: (text, name, lambda: True)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     try:
-        rendered: str = env.from_string(text).render({**sql_vars, "env": dict(os.environ)})
+        rendered: str = env.get_template(name).render({**sql_vars, "env": dict(os.environ)})
         return rendered
     except jinja2.TemplateError as e:
-        line = getattr(e, "lineno", None)
+        line = getattr(e, "lineno", None) or _template_line(e, name)
         where = f", line {line}" if line else ""
-        raise BuildError(f"{path.name}{where}: cannot render template: {e}") from e
+        source = text.splitlines()[line - 1].strip() if line and line <= len(text.splitlines()) else ""
+        shown = f"\n    {line} | {source}" if source else ""
+        raise BuildError(f"{path}{where}: cannot render template: {e}{shown}") from None
+
+
+def _template_line(error: BaseException, name: str) -> int | None:
+    """The template line a render-time error (e.g. an undefined name) came from: jinja rewrites its
+    traceback so that template frames name the template file."""
+    line, tb = None, error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == name:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def run_sql_files(
