@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 REMOVED_IN = "0.3.0"
 
@@ -73,6 +74,19 @@ class MovedFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, _Alias(new))
 
 
+def _old_flows_name(name: str) -> Any:
+    """``from pytest_nocrud.flows import Flow`` (0.1, when that path was one module), warned."""
+    if name in OLD_FLOWS_NAMES:
+        from .flows import steps
+
+        warn_moved(f"pytest_nocrud.flows.{name}", f"pytest_nocrud.flows.steps.{name}")
+        return getattr(steps, name)
+    raise AttributeError(f"module 'pytest_nocrud.flows' has no attribute {name!r}")
+
+
 def install() -> None:
     if not any(isinstance(finder, MovedFinder) for finder in sys.meta_path):
         sys.meta_path.append(MovedFinder())  # last: a real module of that name always wins
+    from . import flows
+
+    setattr(flows, "__getattr__", _old_flows_name)  # noqa: B010 - a module-level __getattr__
