@@ -21,14 +21,15 @@ from pathlib import Path
 import psycopg
 
 from .app import AppProcess, ExternalApp
-from .errors import SerialError, first_line
-from .pg import admin, setup_store
+from .errors import BuildError, SerialError, first_line
+from .pg import admin
 from .pg.conninfo import ConnInfo
 from .pg.procs import indented
 from .pg.server import PostgresServer
 from .pg.setup_store import StoredSetup
 from .pg.template import Template
 from .runtime import Runtime
+from .setups import run_setups
 
 __all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "server_version"]
 
@@ -36,6 +37,8 @@ __all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "se
 @dataclasses.dataclass
 class SerialRuntime(Runtime):
     """A run against an app and database somebody else runs: nothing provisioned, nothing started."""
+
+    _setup: StoredSetup | None = None
 
     @functools.cached_property
     def db(self) -> ConnInfo:
@@ -49,16 +52,37 @@ class SerialRuntime(Runtime):
         self.postgres()  # provisions nothing: the "template" is the database in use
         return Template(self.db.dbname, key="", reused=True, build_seconds=0.0)
 
-    def _load_setup_outputs(self) -> StoredSetup:
-        if not self.template_setups():
+    def template_setup_outputs(self) -> StoredSetup:
+        """What the ``@template_setup`` functions returned when they last ran against the app.
+
+        There is no template: the setups run against the running app after every
+        ``nocrud_serial_reset`` (so each test starts from fixtures + setups, as from a template), or
+        once, before the first test, when there is no reset. Not cached: a reset makes new sessions.
+        """
+        if self._setup is None:
+            self._setup = self._run_template_setups_on_app()
+        return self._setup
+
+    def _run_template_setups_on_app(self) -> StoredSetup:
+        setups = self.template_setups()
+        if not setups:
             return StoredSetup({}, {})
-        return setup_store.load(self.db)
+        try:
+            return run_setups(setups, str(self.settings.app_url))
+        except BuildError as exc:
+            raise SerialError(
+                f"{exc}\nIn serial mode the @template_setup functions run against NOCRUD_APP_URL after "
+                "each nocrud_serial_reset (or once, without one): the reset must leave the database as "
+                "the fixtures make it, or a setup that creates a row may find it there already."
+            ) from None
 
     def fresh_database(self) -> ConnInfo:
-        """Before a test: the reset command, if any; the database is always the same one."""
+        """Before a test: the reset command, if any, then the template setups again; the database is
+        always the same one."""
         self.postgres()
         if self.settings.serial_reset:
             run_reset(self.settings.serial_reset, self.db, self.settings.rootpath)
+            self._setup = None  # the reset wiped what the setups made: they run again on first use
         return self.db
 
     @property

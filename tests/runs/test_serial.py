@@ -104,3 +104,23 @@ def test_serial_mode_needs_the_app_url(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nocrud-serial")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "set NOCRUD_APP_URL" in result.stderr.str()
+
+
+SERIAL_RESET = "{python} manage.py flush --noinput && {python} manage.py loaddata " + " ".join(FIXTURES)
+
+
+def test_the_readme_serial_recipe_passes_the_example_suites_setup_tests(
+    running_example: tuple[ConnInfo, str],
+) -> None:
+    """The README's reset (flush + loaddata) with the example's @template_setup functions: after each
+    reset the setups run again against the app, so nocrud_setup's ids and the baked logins hold."""
+    db, url = running_example
+    env = {**os.environ, "NOCRUD_APP_URL": url, "DATABASE_URL": db.dsn}
+    reset = SERIAL_RESET.format(python=sys.executable)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nocrud-serial", "-q",
+         "-o", f"nocrud_serial_reset={reset}", "tests/test_readme_examples.py", "tests/test_cascades.py"],
+        cwd=EXAMPLE, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "16 passed" in result.stdout and "failed" not in result.stdout, result.stdout
