@@ -13,6 +13,7 @@ from .app import AppProcess, LiveApp
 from .errors import SetupFailed
 from .flows.auth import AsBearer, AsUser, ClientFactory, Login, new_client
 from .flows.baked import BAKED
+from .flows.locate import use_openapi_path
 from .flows.timeline import RequestLog, make_client
 from .pg.server import PostgresServer
 from .pg.template import Template
@@ -91,6 +92,7 @@ def nocrud_client(
 ) -> Iterator[httpx.Client]:
     """``httpx.Client(base_url=nocrud_app.url)``; every request is timed and shown if the test fails."""
     BAKED.use(_or_fail(runtime_of(request.config).template_setup_outputs).baked)  # once per process
+    use_openapi_path(runtime_of(request.config).settings.openapi_path)  # where CrudFlow reads the schema
     log = RequestLog()
     state = _state(request)
     state.requests = log

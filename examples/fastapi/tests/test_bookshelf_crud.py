@@ -1,9 +1,10 @@
 """CRUD flows: one declaration per resource, whatever URL style the resource uses.
 
-``CrudFlow`` finds each created item's URL itself: the ``Location`` header (authors), the item's own
-``url`` field (tags), else endpoint + id -- ``/books/7`` for the ``/books`` endpoint. Only reviews need
-``detail_path``: their collection is ``/reviews/`` but items are ``/reviews/{id}``, and a guessed
-``/reviews/7/`` gets FastAPI's 307 redirect (see ``test_a_wrong_item_url_names_detail_path``).
+``CrudFlow`` finds each created item's URL itself, from what the app tells: the ``Location`` header
+(authors), the item's own ``url`` field (tags), the app's OpenAPI schema (reviews: collection
+``/reviews/``, items ``/reviews/{review_id}`` without the slash), else endpoint + id -- ``/books/7`` for
+the ``/books`` endpoint. A redirect that only adds or drops the trailing slash is adopted; nothing here
+needs ``detail_path`` (a wrong one still fails with the fix: ``test_a_wrong_item_url_names_detail_path``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 from bookshelf_api import EDITOR, READER, READER_ID, create_author, create_book
 
 from pytest_nocrud import CrudFlow, StepContext
+from pytest_nocrud.flows.locate import use_openapi_path
+from pytest_nocrud.flows.timeline import log_for
 
 AUTHOR = CrudFlow(
     "author",
@@ -24,6 +27,15 @@ AUTHOR = CrudFlow(
     as_user=EDITOR,
 )
 test_author_crud = AUTHOR.as_test()
+
+test_author_crud_slashed = CrudFlow(
+    "author",
+    name="author_crud_slashed",
+    endpoint="/authors/",  # the app's route is /authors: FastAPI answers 307, CrudFlow adopts /authors
+    create={"name": "Martha Wells", "country": "US"},
+    update={"name": "Martha Wells", "birth_year": 1964},
+    as_user=EDITOR,
+).as_test()
 
 test_author_crud_put = CrudFlow(
     "author",
@@ -97,8 +109,7 @@ def book_by_editor(ctx: StepContext, author: dict[str, Any]) -> dict[str, Any]:
 
 REVIEW = CrudFlow(
     "review",
-    endpoint="/reviews/",
-    detail_path="/reviews/{id}",  # nothing in the response says where the item is
+    endpoint="/reviews/",  # items are /reviews/{review_id}: the app's /openapi.json says so
     create=lambda book_id: {"rating": 4, "body": f"On {book_id['title']}"},  # the prerequisite's output
     update={"rating": 5},
     # "_author" is created (and passed to book_by_editor) but not sent: reviews have no author field.
@@ -117,16 +128,48 @@ test_review_crud = REVIEW.as_test(fixtures=["editor"])
 
 @pytest.mark.crud_flow
 def test_a_wrong_item_url_names_detail_path(nocrud_client: httpx.Client) -> None:
-    """Without detail_path the guessed /reviews/<id>/ is redirected; the failure says what to set."""
-    guessing = CrudFlow(
+    """A declared detail_path wins even when the app redirects it; the failure says what to set."""
+    wrong = CrudFlow(
         "review",
         endpoint="/reviews/",
+        detail_path="/reviews/{id}/",  # the app serves /reviews/{id}
         create={"book_id": 1, "rating": 3},
         as_user=READER,
         steps=["create", "read"],
     )
-    result = guessing.run(nocrud_client)
+    result = wrong.run(nocrud_client)
     assert not result.ok
     report = result.report()
     assert "307 redirect" in report
+    assert "the item URL (detail_path='/reviews/{id}/')" in report
     assert "detail_path='/reviews/{id}'" in report
+
+
+@pytest.mark.crud_flow
+def test_without_a_schema_the_slash_redirect_is_adopted(nocrud_client: httpx.Client) -> None:
+    """An app that serves no schema: the guessed /reviews/<id>/ is redirected (307) to /reviews/<id>;
+    CrudFlow resolves it with a GET and sends the PATCH and DELETE to /reviews/<id> only."""
+    use_openapi_path("/no-schema-here")  # what an app without /openapi.json looks like
+    try:
+        result = CrudFlow(
+            "review",
+            endpoint="/reviews/",
+            create={"book_id": 1, "rating": 3},
+            update={"rating": 4},
+            as_user=READER,
+        ).run(nocrud_client)
+    finally:
+        use_openapi_path(None)
+    assert result.ok, result.report()
+    item = f"/reviews/{result['create'].output['id']}"
+    log = log_for(nocrud_client)
+    assert log is not None
+    sent = [(r.method, r.path, r.status) for r in log.entries if r.path.startswith(item)]
+    assert sent == [
+        ("GET", f"{item}/", 307),  # the guess, resolved with the GET ...
+        ("GET", item, 200),  # ... and adopted
+        ("PATCH", item, 200),
+        ("GET", item, 200),
+        ("DELETE", item, 204),
+        ("GET", item, 404),
+    ]

@@ -10,9 +10,16 @@ the steps every REST resource should pass, each checking what a client relies on
 * ``delete`` -- DELETE: 2xx
 * ``gone``   -- GET the detail URL again: 404
 
-The item URL is found, not assumed: the create response's ``Location`` header, else its ``url``/``self``
-field (same origin only), else ``endpoint + id`` -- with a trailing slash only when the endpoint has one.
-``detail_path="/authors/{id}"`` overrides all of it; a 307/308 on an item URL fails with that hint.
+The item URL is found from what the app tells, never from another origin: ``detail_path`` when set
+(it wins); else the create response's ``Location`` header or ``url``/``self`` field (same origin only,
+not the collection itself); else the form this flow learned from an earlier redirect; else the app's
+OpenAPI schema (``nocrud_openapi_path``, else ``/openapi.json``, read once per flow and app:
+``/authors/`` -> ``/authors/{author_id}``); else ``endpoint + id``, slashed like the endpoint. A
+redirect on the item (or collection) URL that only adds or drops the trailing slash on the same
+origin is resolved with a GET and adopted for the rest of the flow and later items; writes are never
+sent through a redirect. A guessed URL answering 404 gets one GET of its other slash form (Flask's
+strict slashes). Anything else -- a redirect to another host, port or scheme included, which is never
+followed -- fails the step with the ``detail_path`` to set.
 
 Prerequisites (``requires``) are created by their own steps (``tag_category.create``) in the same flow,
 and the created id is put into the payload field that references them (a list of prerequisites fills a
@@ -34,6 +41,17 @@ from typing import Any, TypeAlias, TypeVar, overload
 import httpx
 
 from pytest_nocrud.flows.auth import csrf_headers
+from pytest_nocrud.flows.locate import (
+    fetch_schema,
+    item_path_in_schema,
+    off_origin,
+    only_slash_differs,
+    origin_of,
+    same_origin_path,
+    schema_path,
+    slash_variant,
+    template_of,
+)
 from pytest_nocrud.flows.steps import (
     DependsOn,
     Flow,
@@ -43,6 +61,7 @@ from pytest_nocrud.flows.steps import (
     StepContext,
     expect_status,
 )
+from pytest_nocrud.flows.timeline import mark_expected
 
 __all__ = ["CRUD_STEPS", "Created", "CrudFlow"]
 
@@ -57,6 +76,11 @@ _MISSING = object()
 _MAX_PAGES = 100
 _REDIRECTS = (301, 302, 303, 307, 308)
 CTX = "ctx"
+_FOUND = {  # how an item URL was found, as the hints say it
+    "link": "from the create response's Location header or its url field",
+    "learned": "the form the app redirected to earlier",
+    "guess": "guessed: endpoint + id",
+}
 
 
 class Created(dict[str, Any]):
@@ -68,6 +92,8 @@ class Created(dict[str, Any]):
 
     sent: dict[str, Any]
     url: str  # where read/update/delete/gone find the item
+    found: str  # how: "detail_path", "link", "learned", "schema" or "guess"
+    verified: bool  # the app answered 2xx there
 
 
 def _number(value: Any) -> Decimal | None:
@@ -184,18 +210,6 @@ def bind(
     return call, [name for name in used if name != CTX]
 
 
-def _same_origin_path(response: httpx.Response, link: str) -> str | None:
-    """``link`` resolved against the request, as a path when it points at the same app, else None."""
-    target = response.request.url.join(link)
-    if (target.scheme, target.host, target.port) != (
-        response.request.url.scheme,
-        response.request.url.host,
-        response.request.url.port,
-    ):
-        return None
-    return target.raw_path.decode("ascii")
-
-
 def _self_link(body: Mapping[str, Any], sent: Mapping[str, Any]) -> str | None:
     """The item's own link in its body: ``url``, ``self`` or HAL ``_links.self.href`` (not echoed input)."""
     for field in ("url", "self"):
@@ -230,7 +244,7 @@ class CrudFlow:
     list uses each CrudFlow's resource name as the field; a field named ``_x`` is created but not sent.
     Functions (``create``, ``update``, prerequisites) get what their parameters name: ``ctx`` and other
     prerequisites' outputs by field or resource name. ``detail_path`` (``"/authors/{id}"``) overrides
-    the item URL found from the create response. ``read_only_fields`` (server-set) and
+    the item URL CrudFlow finds itself (see the module docs). ``read_only_fields`` (server-set) and
     ``write_only_fields`` (e.g. passwords) are not expected back. ``checks`` adds
     ``check(ctx, step_output)`` calls after a step's own checks.
     ``steps`` picks which of ``CRUD_STEPS`` to run (``gone`` needs ``delete``; ``update`` needs
@@ -301,6 +315,10 @@ class CrudFlow:
             )
         self._extra: list[_Extra] = []
         self._flow: Flow | None = None
+        # What this flow learned of each app (by origin), so later items need no second look:
+        self._endpoints: dict[str, str] = {}  # the collection's slash form the app redirected to
+        self._learned: dict[str, str] = {}  # the item template the app redirected to ("/a/{id}")
+        self._schema_items: dict[str, str | None] = {}  # the schema's item template; None: none
 
     def __repr__(self) -> str:
         return f"<CrudFlow {self.resource!r} {self.endpoint}>"
@@ -372,26 +390,55 @@ class CrudFlow:
 
     # -- URLs and payloads -----------------------------------------------------------------------
 
-    def detail_url(self, obj_id: Any) -> str:
+    def detail_url(self, obj_id: Any, endpoint: str | None = None) -> str:
         """``detail_path.format(id=...)`` if given, else endpoint + id: ``/tags/7/`` for a ``/tags/``
         endpoint (DRF router style), ``/tags/7`` for ``/tags``."""
         if self.detail_path is not None:
             return self.detail_path.format(id=obj_id)
-        if self.endpoint.endswith("/"):
-            return f"{self.endpoint}{obj_id}/"
-        return f"{self.endpoint}/{obj_id}"
+        endpoint = self.endpoint if endpoint is None else endpoint
+        if endpoint.endswith("/"):
+            return f"{endpoint}{obj_id}/"
+        return f"{endpoint}/{obj_id}"
 
     def item_url(self, response: httpx.Response, body: Mapping[str, Any], sent: Mapping[str, Any]) -> str:
-        """Where the created item lives: detail_path, Location header, self link, endpoint + id."""
+        """Where the created item lives: detail_path, Location header, self link, what this flow learned
+        of the app (a redirect, its schema), else endpoint + id."""
+        return self._locate(response, body, sent)[0]
+
+    def _locate(
+        self, response: httpx.Response, body: Mapping[str, Any], sent: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        """``(url, how it was found)``; see :data:`_FOUND` for the ways."""
         obj_id = body[self.id_field]
         if self.detail_path is not None:
-            return self.detail_url(obj_id)
+            return self.detail_url(obj_id), "detail_path"
+        requested = response.request.url.raw_path.decode("ascii").partition("?")[0].rstrip("/")
         for link in (response.headers.get("location"), _self_link(body, sent)):
             if link:
-                path = _same_origin_path(response, link)
-                if path is not None:
-                    return path
-        return self.detail_url(obj_id)
+                path = same_origin_path(response, link)
+                if path is not None and path.partition("?")[0].rstrip("/") != requested:  # not the list
+                    return path, "link"
+        origin = origin_of(response.request.url)
+        for how, known in (("learned", self._learned), ("schema", self._schema_items)):
+            template = known.get(origin)
+            if template is not None:
+                return template.format(id=obj_id), how
+        return self.detail_url(obj_id, self._endpoints.get(origin)), "guess"
+
+    def _endpoint(self, client: httpx.Client) -> str:
+        """The collection URL: as declared, or its slash form the app redirected to earlier."""
+        return self._endpoints.get(origin_of(client.base_url), self.endpoint)
+
+    def _item_in_schema(self, client: httpx.Client, obj_id: Any) -> str | None:
+        """The item URL from the app's OpenAPI schema; the schema is read once per flow and app."""
+        origin = origin_of(client.base_url)
+        if origin not in self._schema_items:
+            path, _ = schema_path()
+            schema = fetch_schema(client, path)
+            found = item_path_in_schema(schema, self._endpoint(client)) if schema is not None else None
+            self._schema_items[origin] = found
+        template = self._schema_items[origin]
+        return None if template is None else template.format(id=obj_id)
 
     def payload(self, ctx: StepContext) -> dict[str, Any]:
         """The create payload with every prerequisite's id (or list of ids) filled into its field."""
@@ -413,59 +460,167 @@ class CrudFlow:
             check(ctx, output)
         return output
 
-    def _do_create(self, ctx: StepContext) -> Created:
+    def _do_create(self, ctx: StepContext, *, find_item: bool = True) -> Created:
         __tracebackhide__ = True
         sent = self.payload(ctx)
-        response = ctx.client.post(self.endpoint, json=sent, headers=csrf_headers(ctx.client))
+        endpoint, response = self._collection(ctx, "POST", json=sent, headers=csrf_headers(ctx.client))
         expect_status(response, 201)
         body = _json_object(response)
         if self.id_field not in body:
-            raise AssertionError(
-                f"POST {self.endpoint}: response has no {self.id_field!r} field: {body!r:.300}"
-            )
+            raise AssertionError(f"POST {endpoint}: response has no {self.id_field!r} field: {body!r:.300}")
         wrong = _mismatches(sent, body, self._unchecked)
         if wrong:
-            raise AssertionError(
-                f"POST {self.endpoint}: response does not echo the input:\n" + "\n".join(wrong)
-            )
+            raise AssertionError(f"POST {endpoint}: response does not echo the input:\n" + "\n".join(wrong))
         created = Created(body)
         created.sent = sent
-        created.url = self.item_url(response, body, sent)
+        created.url, created.found = self._locate(response, body, sent)
+        if created.found == "guess" and find_item:  # a prerequisite's item URL is never used
+            from_schema = self._item_in_schema(ctx.client, body[self.id_field])
+            if from_schema is not None:
+                created.url, created.found = from_schema, "schema"
+        created.verified = False
         return created
 
-    def _created_id(self, ctx: StepContext) -> Any:
-        return ctx["create"][self.id_field]
+    def _create_prerequisite(self, ctx: StepContext) -> Created:
+        __tracebackhide__ = True
+        return self._do_create(ctx, find_item=False)
+
+    def _collection(self, ctx: StepContext, method: str, **kwargs: Any) -> tuple[str, httpx.Response]:
+        """A request to the collection; a redirect that only adds or drops the trailing slash is
+        adopted (re-sent there, and used from now on) when the method survives it (307/308, or GET)."""
+        __tracebackhide__ = True
+        endpoint = self._endpoint(ctx.client)
+        response: httpx.Response = ctx.client.request(method, endpoint, **kwargs)
+        if response.status_code not in _REDIRECTS:
+            return endpoint, response
+        location = response.headers.get("location", "")
+        where = f"{method} {endpoint} -> {response.status_code} redirect to {location or '?'}"
+        elsewhere = off_origin(response)
+        if elsewhere is not None:
+            raise AssertionError(self._off_origin_message(where, response))
+        target = same_origin_path(response, location) if location else None
+        requested = response.request.url.raw_path.decode("ascii")
+        if target is None or not only_slash_differs(requested, target):
+            raise AssertionError(
+                f"{where}: the collection is not at endpoint={self.endpoint!r}.\n"
+                f"  Tell CrudFlow {self.resource!r} where it is: endpoint=..."
+            )
+        adopted = slash_variant(endpoint)
+        if method != "GET" and response.status_code not in (307, 308):
+            raise AssertionError(
+                f"{where}: clients turn a {method} redirected by {response.status_code} into a GET, so "
+                f"CrudFlow does not re-send it.\n  Tell CrudFlow {self.resource!r}: endpoint={adopted!r}"
+            )
+        mark_expected(response)
+        retry: httpx.Response = ctx.client.request(method, adopted, **kwargs)
+        if retry.status_code in _REDIRECTS:
+            raise AssertionError(
+                f"{where}, and {method} {adopted} -> {retry.status_code} redirect too: the collection "
+                f"is not at endpoint={self.endpoint!r}.\n"
+                f"  Tell CrudFlow {self.resource!r} where it is: endpoint=..."
+            )
+        self._endpoints[origin_of(ctx.client.base_url)] = adopted
+        return adopted, retry
 
     def _url(self, ctx: StepContext) -> str:
         created = ctx["create"]
         url = getattr(created, "url", None)
         return url if isinstance(url, str) else self.detail_url(created[self.id_field])
 
-    def _item(self, ctx: StepContext, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """A request to the item URL; a redirect means the URL is wrong, and says how to fix it."""
+    def _item(self, ctx: StepContext, method: str, *, gone: bool = False, **kwargs: Any) -> httpx.Response:
+        """A request to the created item's URL, which the app may correct -- on its own origin only.
+
+        A redirect that only adds or drops the trailing slash is resolved with a GET and adopted (for
+        the rest of this flow and this flow's later items), then the request is sent there; writes are
+        never sent through a redirect (301/302 turn them into GETs). A guessed URL that answers 404
+        gets one GET of its other slash form. Anything else fails with the ``detail_path`` to set.
+        """
         __tracebackhide__ = True
+        created = ctx["create"]
+        url = self._url(ctx)
+        found = getattr(created, "found", "guess")
         response: httpx.Response = ctx.client.request(method, url, **kwargs)
         if response.status_code in _REDIRECTS:
-            raise AssertionError(self._redirect_hint(response, url))
+            self._adoptable(response, url, found)
+            variant = slash_variant(url)
+            probe: httpx.Response = ctx.client.get(variant)
+            if probe.status_code in _REDIRECTS:
+                raise AssertionError(self._redirect_hint(probe, variant, "adopted from a redirect"))
+            mark_expected(response)
+            self._adopt(ctx, created, variant)
+            response = probe if method == "GET" else ctx.client.request(method, variant, **kwargs)
+            if response.status_code in _REDIRECTS:
+                raise AssertionError(self._redirect_hint(response, variant, "adopted from a redirect"))
+        elif response.status_code == 404 and not gone and found == "guess" and not self._verified(created):
+            variant = slash_variant(url)
+            probe = ctx.client.get(variant)
+            if not 200 <= probe.status_code < 300:
+                raise AssertionError(self._not_found_hint(response, probe, url, variant))
+            mark_expected(response)
+            self._adopt(ctx, created, variant)
+            response = probe if method == "GET" else ctx.client.request(method, variant, **kwargs)
+        if 200 <= response.status_code < 300 and isinstance(created, Created):
+            created.verified = True
         return response
 
-    def _redirect_hint(self, response: httpx.Response, url: str) -> str:
+    @staticmethod
+    def _verified(created: Any) -> bool:
+        return bool(getattr(created, "verified", False))
+
+    def _adoptable(self, response: httpx.Response, url: str, found: str) -> None:
+        """Raise the reason a redirect of item ``url`` is not one to adopt; return if it is."""
+        __tracebackhide__ = True
+        location = response.headers.get("location", "")
+        if off_origin(response) is not None:
+            where = f"{response.request.method} {url} -> {response.status_code} redirect to {location}"
+            raise AssertionError(self._off_origin_message(where, response))
+        target = same_origin_path(response, location) if location else None
+        requested = response.request.url.raw_path.decode("ascii")
+        if found == "detail_path" or target is None or not only_slash_differs(requested, target):
+            raise AssertionError(self._redirect_hint(response, url, self._how(found)))
+
+    def _adopt(self, ctx: StepContext, created: Any, url: str) -> None:
+        """Use ``url`` for this item from now on, and its shape for this flow's later items."""
+        if isinstance(created, Created):
+            created.url, created.found = url, "learned"
+        template = template_of(url, created[self.id_field])
+        if template is not None:
+            self._learned[origin_of(ctx.client.base_url)] = template
+
+    def _how(self, found: str) -> str:
+        if found == "detail_path":
+            return f"detail_path={self.detail_path!r}"
+        if found == "schema":
+            return f"from the app's schema at {schema_path()[0]}"
+        return _FOUND.get(found, _FOUND["guess"])
+
+    def _off_origin_message(self, where: str, response: httpx.Response) -> str:
+        return (
+            f"{where}: that is another origin than the app's ({origin_of(response.request.url)}); CrudFlow "
+            f"never follows a redirect to another scheme, host or port.\n"
+            f"  Tell CrudFlow {self.resource!r} where items live on the app: detail_path='/<items>/{{id}}'"
+        )
+
+    def _redirect_hint(self, response: httpx.Response, url: str, how: str) -> str:
         target = response.headers.get("location", "")
-        path = _same_origin_path(response, target) if target else None
+        path = same_origin_path(response, target) if target else None
         obj_id = str(response.request.url.path).rstrip("/").rsplit("/", 1)[-1]
         suggestion = path or "/<items>/{id}"
         if path and obj_id:
             head, sep, tail = path.rpartition(obj_id)
             suggestion = f"{head}{{id}}{tail}" if sep else path
-        how = (
-            f"detail_path={self.detail_path!r}"
-            if self.detail_path is not None
-            else "guessed from the endpoint, the create response's Location header or its url field"
-        )
         return (
             f"{response.request.method} {url} -> {response.status_code} redirect to {target or '?'}: "
             f"the item URL ({how}) is not where the app serves the item.\n"
             f"  Tell CrudFlow {self.resource!r} where items live: detail_path={suggestion!r}"
+        )
+
+    def _not_found_hint(self, response: httpx.Response, probe: httpx.Response, url: str, variant: str) -> str:
+        return (
+            f"{response.request.method} {url} -> 404, and GET {variant} -> {probe.status_code}: the item "
+            f"URL ({self._how('guess')}) is not where the app serves the item"
+            f" (the app's schema, if it serves one, has no item path for {self.endpoint!r}).\n"
+            f"  Tell CrudFlow {self.resource!r} where items live: detail_path='/<items>/{{id}}'"
         )
 
     def _step_create(self, ctx: StepContext) -> Created:
@@ -475,8 +630,9 @@ class CrudFlow:
     def _step_read(self, ctx: StepContext) -> dict[str, Any]:
         __tracebackhide__ = True
         created = dict(ctx["create"])
+        response = self._item(ctx, "GET")
         url = self._url(ctx)
-        body = _json_object(expect_status(self._item(ctx, "GET", url), 200))
+        body = _json_object(expect_status(response, 200))
         if body != created:
             keys = sorted(set(body) | set(created))
             diff = [
@@ -491,10 +647,13 @@ class CrudFlow:
         __tracebackhide__ = True
         obj_id = self._created_id(ctx)
         items: list[Any] = []
-        url: str | None = self.endpoint
+        endpoint, response = self._collection(ctx, "GET")
+        url: str | None = endpoint
         pages = 0
         while url is not None and pages < _MAX_PAGES:
-            body = expect_status(ctx.client.get(url), 200).json()
+            if pages:
+                response = ctx.client.get(url)
+            body = expect_status(response, 200).json()
             pages += 1
             if isinstance(body, list):
                 items.extend(body)
@@ -505,15 +664,18 @@ class CrudFlow:
                 url = nxt if isinstance(nxt, str) and nxt else None
             else:
                 raise AssertionError(
-                    f"GET {self.endpoint}: expected a list or {{'results': [...]}}, got {body!r:.300}"
+                    f"GET {endpoint}: expected a list or {{'results': [...]}}, got {body!r:.300}"
                 )
         if not any(isinstance(i, dict) and i.get(self.id_field) == obj_id for i in items):
             ids = [i.get(self.id_field) for i in items if isinstance(i, dict)][:20]
             raise AssertionError(
-                f"GET {self.endpoint}: created {self.id_field}={obj_id!r} not among {len(items)} listed "
+                f"GET {endpoint}: created {self.id_field}={obj_id!r} not among {len(items)} listed "
                 f"item(s) over {pages} page(s); first ids: {ids}"
             )
         return self._check("list", ctx, items)
+
+    def _created_id(self, ctx: StepContext) -> Any:
+        return ctx["create"][self.id_field]
 
     def _step_update(self, ctx: StepContext) -> dict[str, Any]:
         __tracebackhide__ = True
@@ -522,15 +684,15 @@ class CrudFlow:
         assert self._update is not None
         changes = dict(self._update(ctx))
         sent = {**getattr(created, "sent", {}), **changes} if self.method == "PUT" else changes
+        response = self._item(ctx, self.method, json=sent, headers=csrf_headers(ctx.client))
         url = self._url(ctx)
-        response = self._item(ctx, self.method, url, json=sent, headers=csrf_headers(ctx.client))
         body = _json_object(expect_status(response, 200))
         wrong = _mismatches(changes, body, self._unchecked)
         if wrong:
             raise AssertionError(
                 f"{self.method} {url}: response does not echo the change:\n" + "\n".join(wrong)
             )
-        fresh = _json_object(expect_status(self._item(ctx, "GET", url), 200))
+        fresh = _json_object(expect_status(self._item(ctx, "GET"), 200))
         wrong = _mismatches(changes, fresh, self._unchecked)
         if wrong:
             raise AssertionError(
@@ -540,15 +702,13 @@ class CrudFlow:
 
     def _step_delete(self, ctx: StepContext) -> int:
         __tracebackhide__ = True
-        url = self._url(ctx)
-        response = self._item(ctx, "DELETE", url, headers=csrf_headers(ctx.client))
+        response = self._item(ctx, "DELETE", headers=csrf_headers(ctx.client))
         expect_status(response, 200, 202, 204)
         return self._check("delete", ctx, int(response.status_code))
 
     def _step_gone(self, ctx: StepContext) -> int:
         __tracebackhide__ = True
-        url = self._url(ctx)
-        expect_status(self._item(ctx, "GET", url), 404)
+        expect_status(self._item(ctx, "GET", gone=True), 404)
         return self._check("gone", ctx, 404)
 
     # -- flow ------------------------------------------------------------------------------------
@@ -562,7 +722,7 @@ class CrudFlow:
                 if prereq.crud is not None:
                     crud = prereq.crud
                     crud._add_prerequisites(flow, seen)
-                    fn: Callable[[StepContext], Any] = crud._do_create
+                    fn: Callable[[StepContext], Any] = crud._create_prerequisite
                     depends_on = [s for r in crud.requires for s in r.steps]
                 else:
                     fn, depends_on = self._prereq_fn(prereq)
