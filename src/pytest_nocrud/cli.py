@@ -11,7 +11,7 @@
 ``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
 ``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
 ``nocrud perf DIR``      per-route latency of a ``--nocrud-perf`` record; ``--set-baseline FILE`` stores
-                         it, ``--baseline FILE --threshold 20% --metric p50`` gates on it (exit 1)
+                         it, ``--baseline FILE`` gates on it (exit 1; small routes pooled by path prefix)
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -103,12 +103,21 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "--baseline", type=Path, metavar="FILE", help="compare with this baseline; exit 1 if slower"
     )
-    gate.add_argument("--threshold", default=f"{perf.DEFAULT_THRESHOLD:g}%", help="how much slower passes")
-    gate.add_argument("--metric", default=perf.DEFAULT_METRIC, choices=perf.METRICS)
+    gate.add_argument("--threshold", default=f"{perf.DEFAULT_THRESHOLD:g}%",
+                      help="how much slower (net of the run-wide shift) passes")  # fmt: skip
+    gate.add_argument("--metric", default=perf.DEFAULT_METRIC, choices=perf.METRICS,
+                      help="the figure the threshold applies to")  # fmt: skip
     gate.add_argument("--min-samples", type=int, default=perf.DEFAULT_MIN_SAMPLES,
-                      help="compare only routes with at least this many requests on both sides")  # fmt: skip
+                      help="requests on both sides for a route to be judged on its own; routes "
+                           "with fewer are pooled by path prefix (/api/actors/*)")  # fmt: skip
     gate.add_argument("--min-delta-ms", type=float, default=perf.DEFAULT_MIN_DELTA_MS,
                       help="ignore slowdowns smaller than this many milliseconds")  # fmt: skip
+    gate.add_argument("--alpha", type=float, default=perf.DEFAULT_ALPHA,
+                      help="a slowdown must also pass a one-sided rank-sum test at p < ALPHA / groups "
+                           "(1: no test)")  # fmt: skip
+    gate.add_argument("--max-shift", metavar="PCT", default=None,
+                      help="also fail when the whole run is this much slower (the shift all routes "
+                           "share, divided out before they are judged; unset: only reported)")  # fmt: skip
     return parser
 
 
@@ -320,20 +329,17 @@ def _perf(args: argparse.Namespace) -> int:
         perf.write_baseline(args.set_baseline, summary, run_id=run_id)
         print(f"baseline written: {args.set_baseline}")
     if args.baseline:
-        threshold = perf.parse_threshold(args.threshold)
-        result = perf.compare(
-            perf.read_baseline(args.baseline),
-            summary,
+        settings = perf.Settings(
             metric=args.metric,
-            threshold=threshold,
+            threshold=perf.parse_threshold(args.threshold),
             min_samples=args.min_samples,
             min_delta_ms=args.min_delta_ms,
+            alpha=args.alpha,
+            max_shift=None if args.max_shift is None else perf.parse_threshold(args.max_shift, "--max-shift"),
         )
-        report = perf.comparison_report(
-            result, metric=args.metric, threshold=threshold, min_samples=args.min_samples
-        )
-        print(f"\n{report}")
-        return 1 if result.regressions else 0
+        result = perf.compare(perf.read_baseline(args.baseline), summary, settings)
+        print(f"\n{perf.comparison_report(result)}")
+        return 1 if result.failed else 0
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,11 @@ def rows(route: str, values: list[float], method: str = "GET") -> list[dict[str,
 def test_gate_flags_a_real_slowdown_and_names_both_figures() -> None:
     base = perf.summarize(rows("/a/{id}/", [10.0] * 30) + rows("/b/", [5.0] * 30))
     now = perf.summarize(rows("/a/{id}/", [20.0] * 30) + rows("/b/", [5.5] * 30))
-    result = perf.compare(base, now, metric="p50", threshold=20.0)
+    result = perf.compare(base, now, perf.Settings(threshold=20.0))
     assert [r.route for r in result.regressions] == ["GET /a/{id}/"], "+10 % on /b/ is within 20 %"
-    text = perf.comparison_report(result, metric="p50", threshold=20.0, min_samples=10)
+    text = perf.comparison_report(result)
     assert "GET /a/{id}/" in text and "10.00ms" in text and "20.00ms" in text and "+100%" in text
+    assert text.splitlines()[0].startswith("compared 2 of 2 route(s) on p50: 2 on their own")
 
 
 def test_gate_does_not_cry_wolf() -> None:
@@ -110,10 +112,87 @@ def test_gate_does_not_cry_wolf() -> None:
     )
     spiky = [10.0] * 47 + [300.0] * 3  # three outliers: the p99 jumps, the median does not
     now = perf.summarize(rows("/few/", [9.0] * 3) + rows("/tiny/", [1.6] * 50) + rows("/spiky/", spiky))
-    result = perf.compare(base, now, metric="p50", threshold=20.0, min_samples=10, min_delta_ms=1.0)
+    result = perf.compare(base, now, perf.Settings(threshold=20.0, min_samples=10, min_delta_ms=1.0))
     assert result.regressions == []
-    assert result.too_few == ["GET /few/"], "3 samples are not enough to judge"
-    assert perf.compare(base, now, metric="p99", threshold=20.0).regressions[0].route == "GET /spiky/"
+    assert result.too_few == ["GET /few/"], "3 samples are not enough to judge, and nothing to pool with"
+    p99 = perf.Settings(metric="p99", threshold=20.0)
+    assert perf.compare(base, now, p99).regressions == [], "3 slow requests of 50: not a significant shift"
+    assert perf.compare(base, now, dataclasses.replace(p99, alpha=1.0)).regressions[0].route == "GET /spiky/"
+
+
+def test_rank_sum_p_is_exact_for_small_samples() -> None:
+    assert perf.rank_sum_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(1 / 20)  # 1 of C(6, 3)
+    assert perf.rank_sum_p([4.0, 5.0, 6.0], [1.0, 2.0, 3.0]) == 1.0
+    assert perf.rank_sum_p([1.0, 3.0], [2.0, 4.0]) == pytest.approx(2 / 6)  # U=3 of 4: {3, 4} of C(4, 2)
+    big = perf.rank_sum_p([float(v) for v in range(100)], [v + 50.0 for v in range(100)])
+    assert 0 < big < 1e-15, "normal approximation beyond the exact table"
+
+
+def test_small_routes_are_pooled_by_path_prefix_and_a_run_wide_shift_is_divided_out() -> None:
+    base, now = [], []
+    for name in ("a", "b", "c", "d", "e"):
+        base += rows(f"/{name}/", [10.0 + i / 10 for i in range(12)])
+        now += rows(f"/{name}/", [18.0 + i / 10 for i in range(12)])  # the whole run 1.8x: a loaded machine
+    base += rows("/x/{id}/", [5.0, 5.1, 5.2], "DELETE") + rows(
+        "/x/", [5.0 + i / 10 for i in range(8)], "POST"
+    )
+    now += rows("/x/{id}/", [9.0, 9.1, 9.2], "DELETE") + rows("/x/", [9.0 + i / 10 for i in range(8)], "POST")
+    base += rows("/y/{id}/", [3.0] * 2)
+    now += rows("/y/{id}/", [3.0] * 2) + rows("/z/", [1.0] * 30)
+    result = perf.compare(perf.summarize(base), perf.summarize(now))
+    assert not result.failed, perf.comparison_report(result)
+    assert [g.name for g in result.groups if g.pooled] == ["/x/*"]
+    assert result.too_few == ["GET /y/{id}/"] and result.new == ["GET /z/"]
+    assert result.shift == pytest.approx(18.5 / 10.5)  # median over the groups
+    text = perf.comparison_report(result).splitlines()
+    assert text[0].startswith("compared 7 of 9 route(s) on p50: 5 on their own, 2 in 1 pool(s)")
+    assert text[1] == "  pool /x/* (11/11 requests): DELETE /x/{id}/, POST /x/"
+    assert "run-wide shift x1.76 divided out" in text[3]
+    # The same run with /a/ three times as slow again: net of the shift it is the one that got slower.
+    slower = [{**row, "ms": row["ms"] * 3} if row["route"] == "/a/" else row for row in now]
+    result = perf.compare(perf.summarize(base), perf.summarize(slower))
+    assert [r.route for r in result.regressions] == ["GET /a/"] and result.failed
+    assert perf.compare(perf.summarize(base), perf.summarize(now), perf.Settings(max_shift=50.0)).failed
+
+
+EXAMPLE = json.loads((Path(__file__).parent / "perf_example_pair.json").read_text())
+
+
+def example(side: str, slow: tuple[str, ...] = ()) -> perf.Summary:
+    """One of two recorded back-to-back runs of the example suite; ``slow`` routes get +50 ms a request."""
+    return perf.summarize(
+        {
+            "method": route.split()[0],
+            "route": route.split()[1],
+            "status": 200,
+            "ms": ms + 50.0 * (route in slow),
+        }
+        for route, times in EXAMPLE[side].items()
+        for ms in times
+    )
+
+
+def test_gate_on_two_recorded_unchanged_example_runs_judges_most_routes_and_passes() -> None:
+    for before, after in (("baseline", "current"), ("current", "baseline")):
+        result = perf.compare(example(before), example(after))
+        assert not result.failed, perf.comparison_report(result)
+        assert result.compared >= result.total / 2, perf.comparison_report(result)
+    assert perf.comparison_report(result).startswith("compared 64 of 68 route(s) on p50: 15 on their own")
+    assert perf.compare(example("baseline"), example("current")).shift > 1.4, "a loaded second run"
+    alone = [
+        r for r, ms in EXAMPLE["current"].items() if min(len(ms), len(EXAMPLE["baseline"].get(r, []))) >= 20
+    ]
+    assert len(alone) == 1, "the gate's old rule (20 requests a side, no pooling) judged one route"
+
+
+def test_gate_on_recorded_example_runs_fails_a_slowed_route_or_resource_naming_it() -> None:
+    result = perf.compare(example("baseline"), example("current", slow=("GET /api/actors/{id}/",)))
+    assert [r.route for r in result.regressions] == ["GET /api/actors/{id}/"]
+    users = [r for r in EXAMPLE["current"] if r.split()[1].startswith("/api/users/")]
+    result = perf.compare(example("baseline"), example("current", slow=tuple(users)))
+    assert [r.route for r in result.regressions] == ["/api/users/*"]
+    text = perf.comparison_report(result)
+    assert "/api/users/*" in text and "of which" in text and "GET /api/users/{id}/" in text, text
 
 
 def test_threshold_and_metric_are_validated() -> None:
@@ -121,7 +200,9 @@ def test_threshold_and_metric_are_validated() -> None:
     with pytest.raises(UsageError, match="percentage"):
         perf.parse_threshold("fast")
     with pytest.raises(UsageError, match="p50, p95, p99, mean"):
-        perf.compare({}, {}, metric="max")
+        perf.compare({}, {}, perf.Settings(metric="max"))
+    with pytest.raises(UsageError, match="--alpha"):
+        perf.compare({}, {}, perf.Settings(alpha=0.0))
 
 
 def write_run(directory: Path, run_id: str, ms: float, count: int = 20) -> None:
@@ -151,16 +232,22 @@ def test_nocrud_perf_summarizes_sets_a_baseline_and_gates(
     write_run(record, "20260101T000000Z-1", 10.0)
     assert cli.main(["perf", str(record), "--set-baseline", str(baseline)]) == 0
     saved = json.loads(baseline.read_text())["routes"]["GET /api/actors/{id}/"]
-    assert saved == {"count": 20, "p50": 10.0, "p95": 10.0, "p99": 10.0, "mean": 10.0}
+    assert saved == {"count": 20, "p50": 10.0, "p95": 10.0, "p99": 10.0, "mean": 10.0, "ms": [10.0] * 20}
     write_run(record, "20260102T000000Z-2", 14.0)  # newer: the default run
     capsys.readouterr()
     assert cli.main(["perf", str(record), "--baseline", str(baseline), "--threshold", "20%"]) == 1
     out = capsys.readouterr().out
-    assert "run 20260102T000000Z-2" in out and "1 route(s) got slower" in out and "+40%" in out
+    assert "run 20260102T000000Z-2" in out and "1 route(s) or pool(s) got slower" in out and "+40%" in out
+    assert "compared 1 of 1 route(s) on p50: 1 on their own" in out
     assert cli.main(["perf", str(record), "--baseline", str(baseline), "--threshold", "50%"]) == 0
     assert cli.main(["perf", str(record), "--run", "20260101T000000Z-1", "--baseline", str(baseline)]) == 0
     assert cli.main(["perf", str(record), "--run", "nope"]) == 1
     assert "no run 'nope'" in capsys.readouterr().err
+    old = json.loads(baseline.read_text())
+    del old["routes"]["GET /api/actors/{id}/"]["ms"]  # a baseline from before the times were kept
+    baseline.write_text(json.dumps(old))
+    assert cli.main(["perf", str(record), "--baseline", str(baseline)]) == 1
+    assert "keeps no request times" in capsys.readouterr().err
 
 
 def test_openapi_endpoints_match_concrete_paths() -> None:
