@@ -40,7 +40,7 @@ from common import (
     wait_until_quiet,
 )
 
-from pytest_nocrud.app import AppLog, AppProcess, AppSpec
+from pytest_nocrud.app.process import AppLog, AppProcess, AppSpec
 from pytest_nocrud.pg.builders import parse_builder
 from pytest_nocrud.pg.key import compute_key
 from pytest_nocrud.pg.pool import ClonePool, pool_prefix

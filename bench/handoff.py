@@ -39,7 +39,7 @@ from pytest_nocrud.pg.conninfo import ConnInfo
 from pytest_nocrud.pg.pool import SESSION_GRACE_S, ClonePool, choose_strategy, pool_prefix, swap_statement
 from pytest_nocrud.pg.procs import ProcessId
 from pytest_nocrud.pg.server import EmbeddedCluster
-from pytest_nocrud.report import percentile
+from pytest_nocrud.report.summary import percentile
 
 HEADING = "## Handoff"
 TABLES = 20

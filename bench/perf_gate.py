@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import bench_home, machine_line, update_section, wait_until_quiet
 
-from pytest_nocrud import perf
+from pytest_nocrud.report import perf
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## Perf gate: routes judged, back-to-back verdicts"

@@ -5,7 +5,8 @@ names are internal and may move. The plugin itself is registered through the ``p
 """
 
 from . import _moved
-from .app import LiveApp
+from .app.process import LiveApp
+from .app.setups import template_setup
 from .errors import (
     AppExited,
     AppStartError,
@@ -37,7 +38,6 @@ from .flows.auth import (
 from .flows.baked import bake_login
 from .flows.crud import Created, CrudFlow
 from .flows.steps import Flow, FlowResult, StepContext, expect_status
-from .setups import template_setup
 
 __version__ = "0.2.0"
 

@@ -14,7 +14,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +35,14 @@ MOVED: dict[str, str] = {
     "pytest_nocrud.sqlrunner": "pytest_nocrud.pg.sqlrunner",
     "pytest_nocrud.template": "pytest_nocrud.pg.template",
     "pytest_nocrud.testdb": "pytest_nocrud.pg.testdb",
+    # 0.2.0, the house of wings: app/, report/, scaffold/
+    "pytest_nocrud.setups": "pytest_nocrud.app.setups",
+    "pytest_nocrud.html": "pytest_nocrud.report.html",
+    "pytest_nocrud.perf": "pytest_nocrud.report.perf",
+    "pytest_nocrud.coverage": "pytest_nocrud.report.coverage",
+    "pytest_nocrud.record": "pytest_nocrud.report.record",
+    "pytest_nocrud.routes": "pytest_nocrud.report.routes",
+    "pytest_nocrud.drf_schema": "pytest_nocrud.scaffold.drf",
 }
 
 #: Names the 0.1 module ``pytest_nocrud.flows`` had; that path is now the ``flows/`` package.
@@ -74,19 +82,29 @@ class MovedFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, _Alias(new))
 
 
-def _old_flows_name(name: str) -> Any:
-    """``from pytest_nocrud.flows import Flow`` (0.1, when that path was one module), warned."""
-    if name in OLD_FLOWS_NAMES:
-        from .flows import steps
+#: Paths that were modules in 0.1 and are packages now: (the module their old names live in, which names).
+OLD_MODULES_NOW_PACKAGES: dict[str, tuple[str, frozenset[str] | None]] = {
+    "pytest_nocrud.flows": ("pytest_nocrud.flows.steps", OLD_FLOWS_NAMES),
+    "pytest_nocrud.app": ("pytest_nocrud.app.process", None),  # None: whatever app.py had
+}
 
-        warn_moved(f"pytest_nocrud.flows.{name}", f"pytest_nocrud.flows.steps.{name}")
-        return getattr(steps, name)
-    raise AttributeError(f"module 'pytest_nocrud.flows' has no attribute {name!r}")
+
+def _old_names_of(package: str, module: str, names: frozenset[str] | None) -> Callable[[str], Any]:
+    def old_name(name: str) -> Any:
+        """``from pytest_nocrud.flows import Flow`` (0.1, when that path was one module), warned."""
+        if not name.startswith("__") and (names is None or name in names):
+            target = importlib.import_module(module)
+            if hasattr(target, name):
+                warn_moved(f"{package}.{name}", f"{module}.{name}")
+                return getattr(target, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return old_name
 
 
 def install() -> None:
     if not any(isinstance(finder, MovedFinder) for finder in sys.meta_path):
         sys.meta_path.append(MovedFinder())  # last: a real module of that name always wins
-    from . import flows
-
-    setattr(flows, "__getattr__", _old_flows_name)  # noqa: B010 - a module-level __getattr__
+    for package, (module, names) in OLD_MODULES_NOW_PACKAGES.items():
+        # a module-level __getattr__ serves the old names
+        setattr(importlib.import_module(package), "__getattr__", _old_names_of(package, module, names))  # noqa: B010

@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import perf
-from .app import reap_orphaned_apps, tidy_leftovers
+from .app.process import reap_orphaned_apps, tidy_leftovers
 from .errors import NocrudError, UsageError
 from .pg import admin
 from .pg.names import FAILED_PREFIX, OWNED_NAME, RUN_PREFIX, SCHEMA_PREFIX, TEMPLATE_PREFIX
@@ -39,7 +38,8 @@ from .pg.pool import collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
 from .pg.template import collect_layers
-from .scaffold import render, resources_from_openapi
+from .report import perf
+from .scaffold.render import render, resources_from_openapi
 
 
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
@@ -250,8 +250,8 @@ def _status_of_project(args: argparse.Namespace) -> int:
 
 def _project_layers(runtime: object, server: PostgresServer) -> dict[str, str]:
     """``{layer name: what it is to this project}`` for the keys a test run would use now."""
+    from .app.setups import setup_inputs
     from .runtime import Runtime, template_keys
-    from .setups import setup_inputs
 
     assert isinstance(runtime, Runtime)
     builder = runtime.builder()
@@ -306,9 +306,12 @@ def _scaffold(args: argparse.Namespace) -> int:
     out: Path = args.out or (root / "tests" if (root / "tests").is_dir() else root) / "test_crud_scaffold.py"
     if out.exists():
         raise UsageError(f"{out} exists; scaffold never overwrites a file: pass --out NEW_FILE or remove it")
-    from .schema_fetch import fetch_schema  # imports pytest: only this command needs it
+    from .project import at_collection  # imports pytest: only these commands need it
+    from .scaffold.fetch import read_schema
 
-    document, url = fetch_schema(root, args.openapi)
+    document, url = at_collection(
+        root, _pytest_args(args), lambda runtime: read_schema(runtime, args.openapi)
+    )
     if not isinstance(document, dict):
         raise UsageError(f"{url} is not an OpenAPI document (a JSON object)")
     resources = resources_from_openapi(document)

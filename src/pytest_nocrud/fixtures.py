@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from .app import AppProcess, LiveApp
+from .app.process import AppProcess, LiveApp
+from .app.setups import frozen
 from .errors import SetupFailed
 from .flows.auth import AsBearer, AsUser, ClientFactory, Login, new_client
 from .flows.baked import BAKED
@@ -19,7 +20,6 @@ from .pg.server import PostgresServer
 from .pg.template import Template
 from .pg.testdb import TestDatabase
 from .runtime import Runtime
-from .setups import frozen
 from .state import TestState, state_of
 
 RUNTIME = pytest.StashKey[Runtime]()

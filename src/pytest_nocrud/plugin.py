@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from . import config as nocrud_config
+from .app.setups import discover
 from .errors import NocrudError
 from .fixtures import (
     RUNTIME,
@@ -22,13 +23,12 @@ from .fixtures import (
     nocrud_template,
 )
 from .flows.baked import BAKED
-from .perf import PerfRecorder, git_sha, new_run_id
 from .pg.procs import ProcessId
 from .redaction import redactor, scrub_report
+from .report.perf import PerfRecorder, git_sha, new_run_id
 from .run import RunState, failure_repr, terminal_writer, terminate_like_ctrl_c
 from .runtime import Runtime
 from .serial import SerialRuntime
-from .setups import discover
 from .state import state_of
 
 __all__ = [

@@ -20,11 +20,11 @@ from typing import TypeVar
 
 import pytest
 
+from .app.setups import setup_inputs
 from .errors import NocrudError, UsageError
 from .pg.template import Preview, Template, preview_template
 from .runtime import Runtime, input_warnings, template_keys
 from .serial import SerialRuntime
-from .setups import setup_inputs
 
 RULE = "-- " + "=" * 60
 T = TypeVar("T")

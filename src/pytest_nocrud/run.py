@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 
-from . import coverage as endpoint_coverage
+from .app import endpoints as app_endpoints
 from .flows.baked import BAKED, BakedSummary
-from .html import write as write_html
-from .perf import PerfRecorder
-from .record import TestRecord
 from .redaction import Redact
-from .report import baked_login_lines, summary_lines
+from .report import coverage as endpoint_coverage
+from .report.html import write as write_html
+from .report.perf import PerfRecorder
+from .report.record import TestRecord
+from .report.summary import baked_login_lines, summary_lines
 from .runtime import Runtime, WorkerStats
 
 # Keys of what a worker sends the controller (xdist's workeroutput).
@@ -59,7 +60,7 @@ class RunState:
         settings = runtime.settings
         url = runtime.started_app_url
         if settings.coverage and settings.openapi_path and url is not None and not self.endpoints:
-            self.endpoints.extend(endpoint_coverage.openapi_rows(url, settings.openapi_path))
+            self.endpoints.extend(app_endpoints.openapi_rows(url, settings.openapi_path))
 
     def worker_output(self, runtime: Runtime) -> dict[str, Any]:
         """What a worker sends the controller at its end (plain data)."""
@@ -83,7 +84,7 @@ class RunState:
         settings = runtime.settings
         if not settings.coverage:
             return False
-        self.coverage = endpoint_coverage.of_run(settings, self.endpoints, self.records)
+        self.coverage = app_endpoints.of_run(settings, self.endpoints, self.records)
         return endpoint_coverage.below_fail_under(self.coverage, settings.coverage_fail_under)
 
     def summary(self, runtime: Runtime, *, controller: bool) -> list[str]:
@@ -95,7 +96,9 @@ class RunState:
         if lines:
             lines += baked_login_lines([*self.worker_baked, BAKED.summary()])
         if self.coverage is not None:
-            lines += endpoint_coverage.gate_lines(self.coverage, settings)
+            lines += endpoint_coverage.gate_lines(
+                self.coverage, fail_under=settings.coverage_fail_under, json_path=settings.coverage_json
+            )
         if settings.html is not None and controller:
             write_html(
                 settings.html,

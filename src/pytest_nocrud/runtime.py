@@ -22,7 +22,8 @@ import httpx
 import psycopg
 
 from . import errors
-from .app import (
+from .app.database_check import Baseline, DjangoProbe, Evidence, successful_writes
+from .app.process import (
     AppLog,
     AppProcess,
     AppSpec,
@@ -36,7 +37,7 @@ from .app import (
     stop_registered,
     tidy_leftovers,
 )
-from .app_database import Baseline, DjangoProbe, Evidence, successful_writes
+from .app.setups import SetupFunction, run_setups, setup_inputs
 from .config import Settings
 from .errors import (
     AppExited,
@@ -61,13 +62,12 @@ from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
 from .pg.template import BuildFailedEarlier, LayerKeys, LayerUse, Template, ensure_template, layer_keys
 from .pg.testdb import TestDatabase
-from .setups import SetupFunction, run_setups, setup_inputs
 
 T = TypeVar("T")
 
 
 # Django's runserver with TCP_NODELAY (40 ms less per request) and no idle session from its start-up.
-_DJANGO_RUNSERVER = shlex.quote(str(Path(__file__).with_name("django_runserver.py")))
+_DJANGO_RUNSERVER = shlex.quote(str(Path(__file__).parent / "app" / "django_runserver.py"))
 DJANGO_APP_COMMAND = "{python} " + _DJANGO_RUNSERVER.replace("{", "{{").replace("}", "}}") + " {host}:{port}"
 
 # Linux's minimum delayed ACK is 40 ms: an app server that writes a response in several small sends

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import psycopg
 
-from .app import AppProcess, ExternalApp
+from .app.process import AppProcess, ExternalApp
+from .app.setups import run_setups
 from .errors import BuildError, SerialError, first_line
 from .pg import admin
 from .pg.conninfo import ConnInfo
@@ -29,7 +30,6 @@ from .pg.server import PostgresServer
 from .pg.setup_store import StoredSetup
 from .pg.template import Template
 from .runtime import Runtime
-from .setups import run_setups
 
 __all__ = ["ExternalApp", "SerialRuntime", "database_from_env", "run_reset", "server_version"]
 

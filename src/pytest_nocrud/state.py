@@ -11,11 +11,11 @@ import dataclasses
 
 import pytest
 
-from .app import AppLog, AppProcess
-from .app_database import Baseline
+from .app.database_check import Baseline
+from .app.process import AppLog, AppProcess
 from .flows.timeline import RequestLog
 from .pg.conninfo import ConnInfo
-from .record import TestRecord, TestTrace
+from .report.record import TestRecord, TestTrace
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from _support import popen_inner, postgres_pids, run_inner
 
-from pytest_nocrud.app import PORT_ATTEMPTS
+from pytest_nocrud.app.process import PORT_ATTEMPTS
 from pytest_nocrud.pg.procs import is_running
 
 APP = r'''

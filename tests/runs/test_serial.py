@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_nocrud.app import AppLog, AppProcess, AppSpec
+from pytest_nocrud.app.process import AppLog, AppProcess, AppSpec
 from pytest_nocrud.pg import admin
 from pytest_nocrud.pg.builders import DjangoBuilder
 from pytest_nocrud.pg.conninfo import ConnInfo

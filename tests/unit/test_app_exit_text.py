@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_nocrud.app import describe_exit
-from pytest_nocrud.report import summary_lines
+from pytest_nocrud.app.process import describe_exit
+from pytest_nocrud.report.summary import summary_lines
 
 SERVER = {"embedded": True, "version": "15.18", "start_ms": 100.0}
 

@@ -48,7 +48,7 @@ def test_app_and_builder_find_the_interpreters_tools_first(monkeypatch: pytest.M
     """``.venv/bin/pytest`` run from an IDE (venv not activated) must still find the venv's tools."""
     import sys
 
-    from pytest_nocrud.app import app_environment
+    from pytest_nocrud.app.process import app_environment
     from pytest_nocrud.pg.conninfo import ConnInfo
 
     here = str(Path(sys.executable).parent)

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from pytest_nocrud import AsBearer, AsUser, NocrudError, UsageError, bake_login, session_login
+from pytest_nocrud.app.setups import discover, frozen, template_setup
 from pytest_nocrud.flows.baked import BAKED, identity, recording
 from pytest_nocrud.flows.timeline import RequestLog
-from pytest_nocrud.setups import discover, frozen, template_setup
 
 WRITER = AsUser("writer", "writer-pass")
 

@@ -7,7 +7,7 @@ import pytest
 from pytest_nocrud import placeholders
 from pytest_nocrud.errors import UsageError
 from pytest_nocrud.pg.conninfo import ConnInfo
-from pytest_nocrud.report import summary_lines
+from pytest_nocrud.report.summary import summary_lines
 
 PASSWORD = "p@ss word/%x"  # needs quoting in a URL: '@', ' ', '/', '%'
 

@@ -1,5 +1,6 @@
-"""The house rules of the package, checked from its source: two wings that do not lean on each other,
-a public API at the root, one exception root. A rule broken here is a layering bug, not a style nit."""
+"""The house rules of the package, checked from its source: wings that do not lean on each other or on
+the wiring, no import circle, a public API at the root, one exception root. A rule broken here is a
+layering bug, not a style nit."""
 
 from __future__ import annotations
 
@@ -49,6 +50,91 @@ def test_flows_wing_never_imports_pg_or_the_plugin() -> None:
         ours = {i for i in imported if i.startswith("pytest_nocrud")}
         stray = {i for i in ours if not i.startswith(("pytest_nocrud.flows", "pytest_nocrud.errors"))}
         assert not stray, f"flows/{name} imports {sorted(stray)}"
+
+
+WIRING = ("plugin", "fixtures", "runtime", "serial", "cli", "project", "run", "state")
+
+
+def _ours(imported: set[str]) -> set[str]:
+    return {i for i in imported if i.startswith("pytest_nocrud")}
+
+
+def test_report_wing_reads_records_and_never_drives_postgres_or_apps() -> None:
+    allowed = ("pytest_nocrud.report", "pytest_nocrud.errors", "pytest_nocrud.flows.timeline")
+    for name, imported in wing_imports("report").items():
+        stray = {i for i in _ours(imported) if not i.startswith(allowed)}
+        assert not stray, f"report/{name} imports {sorted(stray)}"
+        roots = {i.split(".")[0] for i in imported}
+        assert not {"psycopg", "httpx", "pytest"} & roots, f"report/{name} talks to a server or app"
+
+
+def test_app_and_scaffold_wings_never_import_the_wiring() -> None:
+    wiring = tuple(f"pytest_nocrud.{w}" for w in WIRING)
+    for wing in ("app", "scaffold", "pg", "flows", "report"):
+        for name, imported in wing_imports(wing).items():
+            stray = {i for i in _ours(imported) if i.startswith(wiring)}
+            assert not stray, f"{wing}/{name} imports the wiring: {sorted(stray)}"
+    for name, imported in wing_imports("app").items():
+        upward = ("pytest_nocrud.report", "pytest_nocrud.scaffold")
+        stray = {i for i in _ours(imported) if i.startswith(upward)}
+        assert not stray or name == "endpoints.py", f"app/{name} imports {sorted(stray)}"
+
+
+def test_the_root_holds_the_wiring_and_what_is_truly_shared() -> None:
+    shared = {"__init__", "_moved", "config", "errors", "placeholders", "redaction"}
+    modules = {path.stem for path in PACKAGE.glob("*.py")}
+    assert modules == shared | set(WIRING), sorted(modules ^ (shared | set(WIRING)))
+    for wing in ("app", "flows", "pg", "report", "scaffold"):
+        init = PACKAGE / wing / "__init__.py"
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{wing}/__init__.py says what the wing is for"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """What ``path`` imports, at the top or inside a function (a deferred import hides a circle, it
+    does not remove it)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+            found.add(base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {i for i in found if i.startswith("pytest_nocrud")}
+
+
+def test_no_import_circle() -> None:
+    paths = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in PACKAGE.rglob("*.py")}  # fmt: skip
+    graph = {}
+    for module, path in paths.items():
+        targets = set()
+        for name in _module_level_imports(path):
+            while name and name not in paths:
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):  # a package's own init
+                targets.add(name)
+        graph[module] = targets
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                circle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                raise AssertionError(f"import circle: {' -> '.join(circle)}")
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
 
 
 def test_only_plugin_and_fixtures_define_hooks_and_fixtures() -> None:

@@ -45,3 +45,9 @@ def test_an_unknown_old_path_is_still_an_import_error() -> None:
 
 def test_the_version_says_the_import_paths_moved() -> None:
     assert pytest_nocrud.__version__ == "0.2.0"
+
+
+def test_names_of_a_module_that_became_a_package_still_resolve() -> None:
+    with pytest.warns(DeprecationWarning, match="pytest_nocrud.app.LiveApp moved to pytest_nocrud.app.process"):
+        from pytest_nocrud.app import LiveApp  # noqa: PLC0415
+    assert LiveApp is pytest_nocrud.LiveApp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_nocrud.report import percentile, summary_lines
+from pytest_nocrud.report.summary import percentile, summary_lines
 
 SERVER = {"embedded": True, "version": "15.18", "start_ms": None}
 

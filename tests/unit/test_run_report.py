@@ -9,16 +9,18 @@ from typing import Any
 
 import pytest
 
-from pytest_nocrud import cli, perf
+from pytest_nocrud import cli
+from pytest_nocrud.app.endpoints import _pretty, _unnamed
 from pytest_nocrud.config import bare_optional
-from pytest_nocrud.coverage import Endpoint, _pretty, _unnamed, from_openapi, measure
 from pytest_nocrud.errors import UsageError
 from pytest_nocrud.fixtures import client_label
 from pytest_nocrud.flows.auth import AsBearer, AsUser
-from pytest_nocrud.html import render
-from pytest_nocrud.record import status_class
-from pytest_nocrud.report import crud_matrix
-from pytest_nocrud.routes import route_of
+from pytest_nocrud.report import perf
+from pytest_nocrud.report.coverage import Endpoint, from_openapi, measure
+from pytest_nocrud.report.html import render
+from pytest_nocrud.report.record import status_class
+from pytest_nocrud.report.routes import route_of
+from pytest_nocrud.report.summary import crud_matrix
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_nocrud import CrudFlow, UsageError
-from pytest_nocrud.scaffold import render, resources_from_openapi
+from pytest_nocrud.scaffold.render import render, resources_from_openapi
 
 
 def _op(schema: dict[str, Any] | None = None) -> dict[str, Any]:

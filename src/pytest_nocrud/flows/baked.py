@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 import httpx
 
 from ..errors import NocrudError
+from .csrf import install_csrf_header
 
 __all__ = ["BAKED", "BakedLogin", "BakedLogins", "bake_login", "identity", "recording"]
 
@@ -207,8 +208,6 @@ class BakedLogins:
             client.cookies.set(name, value, domain=domain or host_domain, path=path)
         client.headers.update(dict(baked.headers))
         if baked.csrf:
-            from .auth import install_csrf_header  # auth imports this module: import at use
-
             install_csrf_header(client)
 
     def _take_off(self, client: httpx.Client, baked: BakedLogin) -> None:

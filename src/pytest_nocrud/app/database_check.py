@@ -25,9 +25,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import AppStartError, WrongDatabaseError
-from .pg import admin, sessions
-from .pg.conninfo import ConnInfo
+from ..errors import AppStartError, WrongDatabaseError
+from ..pg import admin, sessions
+from ..pg.conninfo import ConnInfo
 
 DJANGO_PROBE = Path(__file__).with_name("django_databases.py")
 PROBE_TIMEOUT = 120.0

@@ -22,10 +22,10 @@ from typing import Any, NoReturn, TypeVar
 
 import httpx
 
-from .errors import BuildError, UsageError
-from .flows import baked
-from .flows.timeline import RequestLog, make_client
-from .pg.setup_store import StoredSetup
+from ..errors import BuildError, UsageError
+from ..flows import baked
+from ..flows.timeline import RequestLog, make_client
+from ..pg.setup_store import StoredSetup
 
 __all__ = ["SetupFunction", "discover", "frozen", "run_setups", "setup_inputs", "template_setup"]
 

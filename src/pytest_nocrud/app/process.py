@@ -29,11 +29,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import placeholders
-from .errors import AppStartError, NocrudError
-from .pg.conninfo import ConnInfo
-from .pg.private import open_private, private_dir, touch_private
-from .pg.procs import (
+from .. import placeholders
+from ..errors import AppStartError, NocrudError
+from ..pg.conninfo import ConnInfo
+from ..pg.private import open_private, private_dir, touch_private
+from ..pg.procs import (
     ProcessId,
     group_members,
     indented,

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .errors import UsageError
+from ..errors import UsageError
 from .record import TestRecord
 from .routes import percentile
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from .flows.timeline import RequestRecord
+from ..flows.timeline import RequestRecord
 from .routes import route_of
 
 

@@ -1,7 +1,7 @@
 """An OpenAPI-shaped description of a Django REST framework project's router viewsets.
 
 For ``nocrud scaffold`` on Django projects that serve no schema: run inside the project (``manage.py
-shell -c "from pytest_nocrud.drf_schema import dump; dump()"``), it walks the URLconf for viewset
+shell -c "from pytest_nocrud.scaffold.drf import dump; dump()"``), it walks the URLconf for viewset
 routes (``callback.cls`` + ``callback.actions``), reads each create serializer's writable fields and
 prints a minimal OpenAPI document: paths, request bodies with required fields, types, choices,
 bounds, and ``x-nocrud-resource`` on related-object fields naming the endpoint of the related model.

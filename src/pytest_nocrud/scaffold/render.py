@@ -13,7 +13,7 @@ A collection resource is a path without parameters that answers GET and POST and
 * auth -- a marked TODO: one ``AS_USER`` line the user fills in.
 
 This module only turns a schema into source text; starting the app and fetching the schema is the
-``schema_fetch.fetch_schema``, and the ``nocrud`` command glues the two.
+``fetch.read_schema``, and the ``nocrud`` command glues the two.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["Resource", "render", "resources_from_openapi"]
 
