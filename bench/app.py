@@ -46,7 +46,7 @@ from pytest_nocrud.pg.key import compute_key
 from pytest_nocrud.pg.pool import ClonePool, pool_prefix
 from pytest_nocrud.pg.procs import ProcessId, is_running, pids_whose_cmdline_has
 from pytest_nocrud.pg.server import EmbeddedCluster, PostgresServer
-from pytest_nocrud.pg.template import Template, ensure_template
+from pytest_nocrud.pg.template import Template, TemplateRequest, ensure_template
 
 HEADING = "## App server"
 COMMAND = ".venv/bin/python bench/app.py"
@@ -114,7 +114,8 @@ def warm_template(server: PostgresServer, home: Path) -> Template:
     """Build (or reuse) the example's template the way a run does, so later runs find it warm."""
     builder = parse_builder("django", root=EXAMPLE, fixtures=FIXTURES)
     key = compute_key(EXAMPLE, tuple(builder.default_inputs()), builder.identity, server.major)
-    return ensure_template(server.admin, key, builder, lock_dir=home / "locks", run_token=OWNER.token)
+    request = TemplateRequest(server.admin, key, builder, lock_dir=home / "locks", run_token=OWNER.token)
+    return ensure_template(request)
 
 
 def bench_start(home: Path, n: int) -> tuple[Stats, str]:

@@ -29,7 +29,7 @@ from pytest_nocrud.pg.builders import Builder, detect_django_project, parse_buil
 from pytest_nocrud.pg.conninfo import ConnInfo
 from pytest_nocrud.pg.procs import ProcessId
 from pytest_nocrud.pg.server import EmbeddedCluster
-from pytest_nocrud.pg.template import Template, ensure_template, layer_keys
+from pytest_nocrud.pg.template import Template, TemplateRequest, ensure_template, layer_keys
 
 HISTORY = 40
 EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
@@ -38,7 +38,8 @@ EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app"
 def timed_build(server: ConnInfo, root: Path, builder: Builder, major: int) -> tuple[float, Template]:
     started = time.perf_counter()
     keys = layer_keys(root, builder.schema_inputs(), builder, major)
-    template = ensure_template(server, keys, builder, lock_dir=root / ".locks", run_token=uuid.uuid4().hex)
+    request = TemplateRequest(server, keys, builder, lock_dir=root / ".locks", run_token=uuid.uuid4().hex)
+    template = ensure_template(request)
     return time.perf_counter() - started, template
 
 

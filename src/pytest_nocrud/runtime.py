@@ -60,7 +60,15 @@ from .pg.procs import ProcessId, indented
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home, dsn_stopped_error
 from .pg.sessions import SessionWatch
 from .pg.setup_store import StoredSetup
-from .pg.template import BuildFailedEarlier, LayerKeys, LayerUse, Template, ensure_template, layer_keys
+from .pg.template import (
+    BuildFailedEarlier,
+    LayerKeys,
+    LayerUse,
+    Template,
+    TemplateRequest,
+    ensure_template,
+    layer_keys,
+)
 from .pg.testdb import TestDatabase
 
 T = TypeVar("T")
@@ -288,7 +296,7 @@ class Runtime:
         use = self._cache.get("layers in use")
         if not isinstance(use, LayerUse):  # held for this process's life: GC never drops what we use
             use = self._cache["layers in use"] = LayerUse(server.admin)
-        return ensure_template(
+        return ensure_template(TemplateRequest(
             server.admin,
             keys,
             builder,
@@ -300,7 +308,7 @@ class Runtime:
             use=use,
             require_objects=not self.settings.allow_empty_template,
             worker=self.worker,
-        )
+        ))
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:
         """Build time: an app on the template being built (as a worker starts one), the setups, results."""

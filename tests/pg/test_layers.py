@@ -27,6 +27,7 @@ from pytest_nocrud.pg.server import EmbeddedCluster
 from pytest_nocrud.pg.template import (
     LayerUse,
     Template,
+    TemplateRequest,
     collect_layers,
     ensure_template,
     layer_keys,
@@ -55,9 +56,9 @@ def migration(n: int, body: str = "") -> str:
 
 def build(server: ConnInfo, root: Path, builder: Builder, *, use: LayerUse | None = None) -> Template:
     keys = layer_keys(root, builder.schema_inputs(), builder, 15)
-    return ensure_template(
+    return ensure_template(TemplateRequest(
         server, keys, builder, lock_dir=root / ".locks", run_token=uuid.uuid4().hex, use=use
-    )
+    ))
 
 
 def rows(server: ConnInfo, template: str, query: str) -> list[tuple[object, ...]]:
@@ -171,7 +172,8 @@ def test_command_builder_appends_only_when_switched_on(server: ConnInfo, tmp_pat
     def command_build(incremental: bool) -> Template:
         b = builder(incremental)
         keys = layer_keys(tmp_path, ["apply.py", "versions/*.sql"], b, 15)
-        return ensure_template(server, keys, b, lock_dir=tmp_path / ".locks", run_token=uuid.uuid4().hex)
+        request = TemplateRequest(server, keys, b, lock_dir=tmp_path / ".locks", run_token=uuid.uuid4().hex)
+        return ensure_template(request)
 
     first = command_build(False)
     (tmp_path / "versions" / "002.sql").write_text(migration(2))

@@ -48,6 +48,7 @@ def test_the_version_says_the_import_paths_moved() -> None:
 
 
 def test_names_of_a_module_that_became_a_package_still_resolve() -> None:
-    with pytest.warns(DeprecationWarning, match="pytest_nocrud.app.LiveApp moved to pytest_nocrud.app.process"):
+    expected = "pytest_nocrud.app.LiveApp moved to pytest_nocrud.app.process"
+    with pytest.warns(DeprecationWarning, match=expected):
         from pytest_nocrud.app import LiveApp  # noqa: PLC0415
     assert LiveApp is pytest_nocrud.LiveApp

@@ -153,60 +153,73 @@ def use_lock_id(name: str) -> int:
     return admin.lock_id("in use:" + name)
 
 
-def ensure_template(
-    server: ConnInfo,
-    keys: LayerKeys,
-    builder: Builder,
-    *,
-    lock_dir: Path,
-    run_token: str,
-    rebuild: bool = False,
-    progress: Progress = lambda message: None,
-    after_build: AfterBuild | None = None,
-    use: LayerUse | None = None,
-    require_objects: bool = True,
-    worker: str = "",
-) -> Template:
-    """Return the finalized data layer for ``keys``, building each layer at most once per key (or
-    once per run with ``rebuild``). ``after_build`` runs on the data layer being built, after the
-    fixtures and before it is finalized. ``use`` (default: a new one, closed when this process ends)
-    keeps both layers marked as in use. ``require_objects``: a full schema build that created nothing
-    is a BuildError (the builder migrated some other database), not a template.
+@dataclasses.dataclass(frozen=True)
+class TemplateRequest:
+    """Everything the template path needs, travelling together (pgtestdb's ``templateState``): which
+    server, which layer keys and builder, where this machine's locks live, which run asks (its token,
+    and the worker, for messages), and the run's options. ``ensure_template`` takes it whole, and each
+    step below reads what it needs from it instead of being handed ten arguments."""
 
-    A build that fails is recorded (see ``BuildFailures``): the other processes of the same run
-    (``run_token``; ``worker`` names this one in their message) then fail at once with its reason
-    instead of running the same failing build again; a later run builds again."""
-    use = use or LayerUse(server)
-    private_dir(lock_dir, top=lock_dir.parent)
-    layers = _Layers(server, lock_dir, run_token, rebuild, use, progress, worker=worker)
-    name, schema = keys.name, keys.schema_name
-    found = layers.existing(name)
+    server: ConnInfo
+    keys: LayerKeys
+    builder: Builder
+    lock_dir: Path
+    run_token: str
+    rebuild: bool = False  # --nocrud-rebuild: discard the layers once per run
+    progress: Progress = lambda message: None
+    after_build: AfterBuild | None = None  # runs on the data layer being built, before it is finalized
+    use: LayerUse | None = None  # marks the layers in use (default: a new one for this process's life)
+    require_objects: bool = True  # a full schema build that created nothing is refused
+    worker: str = ""  # names this process in the one-line message other workers get on a failure
+
+    @property
+    def name(self) -> str:
+        return self.keys.name
+
+    @property
+    def schema_name(self) -> str:
+        return self.keys.schema_name
+
+
+def ensure_template(request: TemplateRequest) -> Template:
+    """Return the finalized data layer for ``request.keys``, building each layer at most once per key
+    (or once per run with ``rebuild``): schema layer, then the data layer on it (fixtures, then
+    ``after_build``). A full schema build that created nothing is a BuildError when
+    ``require_objects`` (the builder migrated some other database), not a template.
+
+    A build that fails is recorded (see ``BuildFailures``): the other processes of the same run then
+    fail at once with its reason instead of running the same failing build again; a later run builds
+    again."""
+    private_dir(request.lock_dir, top=request.lock_dir.parent)
+    layers = _Layers(request, request.use or LayerUse(request.server))
+    found = layers.existing(request.name)
     if found is not None:
-        layers.touch_if_present(schema)
-        return _template(keys, found)
-    schema_layer = layers.ensure(
-        schema, lambda conn: _schema_plan(conn, keys, builder, rebuild, require_objects=require_objects)
-    )
-
-    def data_plan(conn: admin.Conn) -> _Plan:
-        def work(target: ConnInfo, log: Log) -> None:
-            builder.load_fixtures(target, log)
-            if after_build is not None:
-                after_build(target)
-
-        schema_seconds = 0.0 if schema_layer.reused else schema_layer.seconds
-        return _Plan(
-            source=schema,
-            work=work,
-            describe=f"{builder.identity} on {schema}",
-            note={"schema": schema, "schema_how": schema_layer.how, "schema_seconds": schema_seconds},
-        )
-
-    data_layer = layers.ensure(name, data_plan)
-    template = _template(keys, data_layer)
+        layers.touch_if_present(request.schema_name)
+        return _template(request.keys, found)
+    schema_layer = layers.ensure(request.schema_name, lambda conn: _schema_plan(conn, request))
+    data_layer = layers.ensure(request.name, lambda conn: _data_plan(request, schema_layer))
+    template = _template(request.keys, data_layer)
     if data_layer.built_here:
-        progress(f"template {name} {template.how}")
+        request.progress(f"template {request.name} {template.how}")
     return template
+
+
+def _data_plan(request: TemplateRequest, schema_layer: _Found) -> _Plan:
+    """The data layer: a clone of the schema layer, the fixtures, then ``after_build``."""
+
+    def work(target: ConnInfo, log: Log) -> None:
+        request.builder.load_fixtures(target, log)
+        if request.after_build is not None:
+            request.after_build(target)
+
+    schema = request.schema_name
+    schema_seconds = 0.0 if schema_layer.reused else schema_layer.seconds
+    return _Plan(
+        source=schema,
+        work=work,
+        describe=f"{request.builder.identity} on {schema}",
+        note={"schema": schema, "schema_how": schema_layer.how, "schema_seconds": schema_seconds},
+    )
 
 
 def _template(keys: LayerKeys, data: _Found) -> Template:
@@ -259,9 +272,9 @@ def empty_template_message(builder: Builder, dbname: str) -> str:
     )
 
 
-def _schema_plan(
-    conn: admin.Conn, keys: LayerKeys, builder: Builder, rebuild: bool, *, require_objects: bool = True
-) -> _Plan:
+def _schema_plan(conn: admin.Conn, request: TemplateRequest) -> _Plan:
+    """A full build, or (appended migrations) a clone of the best older schema layer + the new files."""
+    keys, builder, rebuild = request.keys, request.builder, request.rebuild
     manifest = keys.schema.manifest
     note = {"lineage": keys.lineage, "files": manifest}
     best: tuple[str, list[str]] | None = None
@@ -278,7 +291,7 @@ def _schema_plan(
 
         def full_build(target: ConnInfo, log: Log) -> None:
             builder.build_schema(target, log)
-            if require_objects and admin.user_object_count(target) == 0:
+            if request.require_objects and admin.user_object_count(target) == 0:
                 raise BuildError(empty_template_message(builder, target.dbname))
 
         return _Plan(
@@ -319,7 +332,7 @@ def preview_template(server: ConnInfo, keys: LayerKeys, builder: Builder) -> Pre
         data_how = "would be built: fixtures on the schema layer"
         if admin.is_finalized(conn, schema):
             return Preview(name, schema, data_how, "reused", builder.preview_fixtures())
-        plan = _schema_plan(conn, keys, builder, rebuild=False)
+        plan = _schema_plan(conn, TemplateRequest(server, keys, builder, lock_dir=Path(), run_token=""))
     new_files = plan.new_files if plan.appended else None
     how = (
         f"would be built from {plan.source} + {_files(plan.appended)}" if plan.appended else "would be built"
@@ -336,24 +349,14 @@ def _files(count: int) -> str:
 class _Layers:
     """The build-once protocol for one layer at a time (see the module docstring)."""
 
-    def __init__(
-        self,
-        server: ConnInfo,
-        lock_dir: Path,
-        run_token: str,
-        rebuild: bool,
-        use: LayerUse,
-        progress: Progress,
-        *,
-        worker: str = "",
-    ) -> None:
-        self.server = server
-        self.lock_dir = lock_dir
-        self.run_token = run_token
-        self.rebuild = rebuild
+    def __init__(self, request: TemplateRequest, use: LayerUse) -> None:
+        self.server = request.server
+        self.lock_dir = request.lock_dir
+        self.run_token = request.run_token
+        self.rebuild = request.rebuild
         self.use = use
-        self.progress = progress
-        self.failures = BuildFailures(lock_dir, run_token, worker)
+        self.progress = request.progress
+        self.failures = BuildFailures(request.lock_dir, request.run_token, request.worker)
 
     def existing(self, name: str) -> _Found | None:
         """A finalized layer we may use (marked as used first), or None."""
