@@ -2,9 +2,9 @@
 
 Flask's URL layout: collections ``/projects/``, items ``/projects/<id>`` with no trailing slash, and
 nothing in a create response says where the item lives (no ``Location``, no ``url`` field). CrudFlow
-would guess ``/projects/7/``, which Flask answers with a 404 (``strict_slashes``; see
-``test_flask_slash_conventions``), so every declaration here sets ``detail_path`` for now: CrudFlow is
-being taught to find Flask's item URLs by itself (issue 21), and then these lines can go.
+first tries ``/projects/7/``, which Flask answers with a 404 (``strict_slashes``; see
+``test_flask_slash_conventions``); it then tries the other slash form once and keeps the one that
+answers, so no declaration here needs ``detail_path``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pytest_nocrud import CrudFlow, StepContext
 PROJECT = CrudFlow(
     "project",
     endpoint="/projects/",
-    detail_path="/projects/{id}",  # for now: CrudFlow does not find Flask's item URLs yet
     create={"name": "Moth trap", "description": "Light trap by the shed, Fridays"},
     update={"name": "Moth trap (weekly)", "status": "archived"},
     as_user=CAROL,
@@ -36,7 +35,6 @@ test_project_crud = PROJECT.as_test()
 TAG = CrudFlow(
     "tag",
     endpoint="/tags/",
-    detail_path="/tags/{id}",  # for now: CrudFlow does not find Flask's item URLs yet
     create={"name": "dusk", "color": "#5f3dc4"},
     update={"name": "dawn"},
     as_user=ALICE,  # only an admin deletes tags (a member's delete: test_fieldnotes_rules.py)
@@ -47,7 +45,6 @@ test_tag_crud = TAG.as_test()
 NOTE = CrudFlow(
     "note",
     endpoint="/notes/",
-    detail_path="/notes/{id}",  # for now: CrudFlow does not find Flask's item URLs yet
     create=lambda project_id: {"title": f"Seen at {project_id['name']}", "body": "Two barn owls"},
     update={"pinned": True, "body": "Two barn owls, one tawny"},
     requires={"project_id": PROJECT, "tag_ids": [TAG]},  # a foreign key, and a many-to-many list of ids
@@ -72,7 +69,6 @@ test_note_in_someone_elses_project = CrudFlow(
     "note",
     name="note_in_someone_elses_project",
     endpoint="/notes/",
-    detail_path="/notes/{id}",  # for now: CrudFlow does not find Flask's item URLs yet
     create={"title": "Kingfisher", "tag_ids": []},
     update={"title": "Kingfisher, twice"},
     requires={"project_id": seed_project},

@@ -142,7 +142,7 @@ def test_names_are_unique(bob: httpx.Client, carol: httpx.Client) -> None:
 @pytest.mark.crud_flow
 def test_flask_slash_conventions(bob: httpx.Client) -> None:
     """strict_slashes: the collection without its slash redirects (308, body kept); an item with a
-    trailing slash is simply not found -- why the CrudFlows here set detail_path for now."""
+    trailing slash is simply not found (CrudFlow then tries the form without it)."""
     redirected = bob.get("/projects")
     assert redirected.status_code == 308
     assert redirected.headers["location"].endswith("/projects/")
