@@ -10,6 +10,8 @@
                          one CrudFlow per collection resource (never overwriting a file)
 ``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
 ``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
+``nocrud key``           the template keys a test run will need (``schema <hex>``, ``template <hex>``),
+                         for a CI cache key: the same on every machine and path; ``--short``: one line
 ``nocrud perf DIR``      per-route latency of a ``--nocrud-perf`` record; ``--set-baseline FILE`` stores
                          it, ``--baseline FILE`` gates on it (exit 1; small routes pooled by path prefix)
 
@@ -93,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
     commands.add_parser("preview", parents=common, help="what a build would do now, and the SQL it would run")
+    key = commands.add_parser(
+        "key", parents=common, help="the template keys a test run will need (for a CI cache key)"
+    )
+    key.add_argument(
+        "--short", action="store_true", help="print the template key alone (it covers the schema key)"
+    )
     gate = commands.add_parser(
         "perf", parents=common, help="summarize a --nocrud-perf record; compare with a baseline",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -128,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _perf(args)
         if args.command == "scaffold":
             return _scaffold(args)
+        if args.command == "key":
+            from .project import print_keys
+
+            return print_keys(args.rootdir, _pytest_args(args), short=args.short)
         if args.command in ("build", "preview"):
             from .project import build_template, preview
 

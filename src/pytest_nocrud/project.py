@@ -1,4 +1,4 @@
-"""``nocrud build`` and ``nocrud preview``: the project's template as a test run sees it, without tests.
+"""``nocrud build``, ``preview`` and ``key``: the project's template as a test run sees it, without tests.
 
 Both run pytest itself, in this process, as far as collection (``--collect-only``): the ini file,
 plugins, conftest files and test modules are read exactly as a test run reads them -- the
@@ -22,7 +22,9 @@ import pytest
 
 from .app.setups import setup_inputs
 from .errors import NocrudError, UsageError
-from .pg.template import Preview, Template, preview_template
+from .pg.binaries import find_bindir, major_of, server_version
+from .pg.server import check_dsn
+from .pg.template import LayerKeys, Preview, Template, preview_template
 from .runtime import Runtime, input_warnings, template_keys
 from .serial import SerialRuntime
 
@@ -122,3 +124,34 @@ def _plan(runtime: Runtime) -> tuple[Preview, list[str]]:
     extra = setup_inputs(runtime.template_setups(), runtime.settings.rootpath)
     keys = template_keys(runtime.settings, builder, server.major, extra_inputs=extra)
     return preview_template(server.admin, keys, builder), input_warnings(runtime.settings, keys)
+
+
+def print_keys(root: Path, options: list[str], *, short: bool = False) -> int:
+    """``nocrud key``: the layer keys a test run would use now, for a CI cache key.
+
+    ``schema <hex>`` and ``template <hex>``, one per line; ``short``: the template key alone (it hashes
+    the schema key, so it changes whenever either layer would). The keys never see absolute paths or
+    mtimes, so copies of a project at different paths or on other machines print the same.
+    """
+    keys, warnings = at_collection(root, options, _keys)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    if short:
+        print(keys.data.key)
+    else:
+        print(f"schema {keys.schema.key}\ntemplate {keys.data.key}")
+    return 0
+
+
+def _keys(runtime: Runtime) -> tuple[LayerKeys, list[str]]:
+    if isinstance(runtime, SerialRuntime):
+        raise UsageError("serial mode provisions no template, so it has no key: drop --nocrud-serial")
+    settings = runtime.settings
+    if settings.dsn:  # the server's own major: one query, no database created
+        major = check_dsn(settings.dsn).major
+    else:  # the embedded server's major from its binaries: no server started
+        major = major_of(server_version(find_bindir(settings.pg_bindir)))
+    builder = runtime.builder()
+    extra = setup_inputs(runtime.template_setups(), settings.rootpath)
+    keys = template_keys(settings, builder, major, extra_inputs=extra)
+    return keys, input_warnings(settings, keys)

@@ -194,7 +194,7 @@ def test_build_and_preview_see_the_template_setups_a_test_run_sees(data_dir: Pat
     assert "building template layer" not in run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("command", ["status", "gc", "server", "scaffold", "build", "preview", "perf"])
+@pytest.mark.parametrize("command", ["status", "gc", "server", "scaffold", "build", "preview", "key", "perf"])
 def test_every_help_lists_the_common_options_with_their_defaults(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,3 +257,38 @@ def test_status_says_it_started_the_server_and_marks_this_projects_layers(
     layers = [line for line in out.splitlines() if line.startswith(("schema layer:", "template:"))]
     assert len(layers) == 4, out
     assert postgres_pids(data_dir) == []
+
+
+def _key_project(root: Path) -> Path:
+    (root / "db").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\nnocrud_builder = sql:db\nnocrud_fixtures = seed.sql\n")
+    (root / "db" / "001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    (root / "seed.sql").write_text("INSERT INTO t VALUES (1);\n")
+    return root
+
+
+def _keys(root: Path, data_dir: Path) -> dict[str, str]:
+    done = nocrud_in(root, data_dir, "key")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pairs = [line.split() for line in done.stdout.splitlines()]
+    assert [name for name, _ in pairs] == ["schema", "template"], done.stdout
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for _, value in pairs), done.stdout
+    return dict(pairs)
+
+
+def test_key_is_stable_across_paths_and_follows_each_layers_inputs(tmp_path: Path, data_dir: Path) -> None:
+    one = _key_project(tmp_path / "one")
+    other = _key_project(tmp_path / "elsewhere" / "two")
+    first = _keys(one, data_dir)
+    assert _keys(other, data_dir) == first, "a copy at another path must have the same keys"
+    assert postgres_pids(data_dir) == [], "the embedded server's major comes from its binaries"
+    short = nocrud_in(one, data_dir, "key", "--short")
+    assert short.stdout == f"{first['template']}\n", short.stdout + short.stderr
+
+    (other / "seed.sql").write_text("INSERT INTO t VALUES (2);\n")
+    seeded = _keys(other, data_dir)
+    assert seeded["schema"] == first["schema"] and seeded["template"] != first["template"]
+
+    (other / "db" / "001_t.sql").write_text("CREATE TABLE t (id bigint);\n")
+    migrated = _keys(other, data_dir)
+    assert migrated["schema"] != first["schema"] and migrated["template"] != seeded["template"]
