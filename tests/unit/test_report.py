@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_nocrud.report.summary import percentile, summary_lines
+from pytest_nocrud.report.summary import percentile, phase_shares_line, summary_lines
+
+if TYPE_CHECKING:  # imported at run time, pytest would try to collect the TypedDict as a test class
+    from pytest_nocrud.report.record import TestRecord
 
 SERVER = {"embedded": True, "version": "15.18", "start_ms": None}
 
@@ -71,3 +74,24 @@ def test_filler_budget_leaves_the_other_workers_their_cores() -> None:
     assert filler_budget(2, "2") == 1  # -n 2 on two cores: no core to spare
     assert filler_budget(16, "2") == 4  # capped
     assert filler_budget(1, "garbage") == 1
+
+
+def record(setup: float, call: float, teardown: float, handoff: float | None) -> TestRecord:
+    return {
+        "nodeid": "t.py::test", "worker": "gw0", "outcome": "passed",
+        "phases": {"setup": [0.0, setup], "call": [0.0, call], "teardown": [0.0, teardown]},
+        "handoff": None if handoff is None else [0.0, handoff], "seconds": setup + call + teardown,
+        "failure": "", "failed_request": "", "sections": [], "requests": [], "crud": [],
+    }  # fmt: skip
+
+
+def test_phase_shares_are_summed_over_tests_with_the_handoff_taken_out_of_setup() -> None:
+    records = [record(2.0, 6.0, 1.0, handoff=1.5), record(1.0, 10.0, 0.5, handoff=None)]
+    line = "time: handoff wait 7% · setup 7% · call 78% · teardown 7% of 20.5 s (sum over tests)"
+    assert phase_shares_line(records) == line
+    assert line in summary_lines([worker("main")], records)
+    # A handoff longer than its setup (clocks read apart) never makes setup negative.
+    late = phase_shares_line([record(1.0, 1.0, 0.0, handoff=1.2)])
+    assert late.startswith("time: handoff wait 50% · setup 0%"), late
+    assert phase_shares_line([]) == ""
+    assert phase_shares_line([record(0.0, 0.0, 0.0, handoff=None)]) == ""

@@ -1,4 +1,5 @@
-"""The terminal summary block: server, template, startup, handoffs, endpoints, slowest tests, CRUD matrix.
+"""The terminal summary block: server, template, startup, handoffs, endpoints, phase shares, slowest tests,
+CRUD matrix.
 
 Built from every process's ``Runtime.stats()`` and the run's test records, so it reads the same under
 xdist as in one process. Empty when nocrud did nothing (no server was used).
@@ -13,7 +14,7 @@ from .html import app_starts, handoff_figures
 from .record import TestRecord
 from .routes import percentile
 
-__all__ = ["baked_login_lines", "percentile", "summary_lines"]
+__all__ = ["baked_login_lines", "percentile", "phase_shares_line", "summary_lines"]
 
 SLOWEST = 5
 CRUD_LETTERS = ("C", "R", "L", "U", "D", "gone")
@@ -57,6 +58,9 @@ def summary_lines(
         lines.append(coverage_line)
     lines.extend(_setup_errors(per_process))
     lines.extend(delayed_ack_note(per_process))
+    shares = phase_shares_line(records)
+    if shares:
+        lines.append(shares)
     lines.extend(_slowest(records))
     lines.extend(crud_matrix(records))
     return lines
@@ -99,6 +103,30 @@ def _setup_errors(per_process: Sequence[Mapping[str, Any]]) -> list[str]:
             # The first line is "pytest-nocrud: X is not available:"; the cause comes next.
             seen.setdefault(what, lines[1] if len(lines) > 1 else (lines or [what])[0])
     return [f"SETUP FAILED: {what}: {line}" for what, line in seen.items()]
+
+
+def phase_shares_line(records: Sequence[TestRecord]) -> str:
+    """``time: handoff wait 3% · setup 12% · call 80% · teardown 5% of 41.2 s (sum over tests)``.
+
+    The shares of the tests' summed phase time (not the wall: under xdist the tests overlap). The
+    handoff (waiting for a fresh database) happens inside setup: it is shown on its own and taken out
+    of setup. Empty when no test recorded a phase.
+    """
+    totals = dict.fromkeys(("handoff wait", "setup", "call", "teardown"), 0.0)
+    for record in records:
+        phases = record.get("phases", {})
+        setup = phases["setup"][1] if "setup" in phases else 0.0
+        span = record.get("handoff")
+        handoff = min(span[1], setup) if span else 0.0
+        totals["handoff wait"] += handoff
+        totals["setup"] += setup - handoff
+        totals["call"] += phases["call"][1] if "call" in phases else 0.0
+        totals["teardown"] += phases["teardown"][1] if "teardown" in phases else 0.0
+    whole = sum(totals.values())
+    if whole <= 0:
+        return ""
+    shares = " · ".join(f"{name} {100 * seconds / whole:.0f}%" for name, seconds in totals.items())
+    return f"time: {shares} of {whole:.1f} s (sum over tests)"
 
 
 def _slowest(records: Sequence[TestRecord]) -> list[str]:
