@@ -39,7 +39,7 @@ from .pg.names import FAILED_PREFIX, OWNED_NAME, RUN_PREFIX, SCHEMA_PREFIX, TEMP
 from .pg.pool import collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
-from .pg.template import collect_layers
+from .pg.template import collect_layers, last_use
 from .report import perf
 from .scaffold.render import render, resources_from_openapi
 
@@ -262,13 +262,10 @@ def _status_of_project(args: argparse.Namespace) -> int:
 
 def _project_layers(runtime: object, server: PostgresServer) -> dict[str, str]:
     """``{layer name: what it is to this project}`` for the keys a test run would use now."""
-    from .app.setups import setup_inputs
-    from .runtime import Runtime, template_keys
+    from .runtime import Runtime
 
     assert isinstance(runtime, Runtime)
-    builder = runtime.builder()
-    extra = setup_inputs(runtime.template_setups(), runtime.settings.rootpath)
-    keys = template_keys(runtime.settings, builder, server.major, extra_inputs=extra)
+    keys = runtime.layer_keys(server.major)
     return {keys.schema_name: "this project's schema layer", keys.name: "this project's template"}
 
 
@@ -302,7 +299,7 @@ def _status(
         )
         kind = "schema layer" if name.startswith(SCHEMA_PREFIX) else "template"
         note = admin.note_of(conn, name)
-        used = max(float(note.get("used_at", 0.0)), float(note.get("built_at", 0.0)))
+        used = last_use(note)
         row = conn.execute("SELECT pg_database_size(%s)", [name]).fetchone()
         size = f"{int(row[0]) / 1e6:.1f} MB" if row else "?"
         marker = f"  <- {mine[name]}" if name in mine else ""

@@ -20,12 +20,11 @@ from typing import TypeVar
 
 import pytest
 
-from .app.setups import setup_inputs
 from .errors import NocrudError, UsageError
 from .pg.binaries import find_bindir, major_of, server_version
 from .pg.server import check_dsn
 from .pg.template import LayerKeys, Preview, Template, preview_template
-from .runtime import Runtime, input_warnings, template_keys
+from .runtime import Runtime, input_warnings
 from .serial import SerialRuntime
 
 RULE = "-- " + "=" * 60
@@ -120,10 +119,8 @@ def preview(root: Path, options: list[str]) -> int:
 
 def _plan(runtime: Runtime) -> tuple[Preview, list[str]]:
     server = runtime.postgres()
-    builder = runtime.builder()
-    extra = setup_inputs(runtime.template_setups(), runtime.settings.rootpath)
-    keys = template_keys(runtime.settings, builder, server.major, extra_inputs=extra)
-    return preview_template(server.admin, keys, builder), input_warnings(runtime.settings, keys)
+    keys = runtime.layer_keys(server.major)
+    return preview_template(server.admin, keys, runtime.builder()), input_warnings(runtime.settings, keys)
 
 
 def print_keys(root: Path, options: list[str], *, short: bool = False) -> int:
@@ -151,7 +148,5 @@ def _keys(runtime: Runtime) -> tuple[LayerKeys, list[str]]:
         major = check_dsn(settings.dsn).major
     else:  # the embedded server's major from its binaries: no server started
         major = major_of(server_version(find_bindir(settings.pg_bindir)))
-    builder = runtime.builder()
-    extra = setup_inputs(runtime.template_setups(), settings.rootpath)
-    keys = template_keys(settings, builder, major, extra_inputs=extra)
+    keys = runtime.layer_keys(major)
     return keys, input_warnings(settings, keys)

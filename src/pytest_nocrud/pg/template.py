@@ -560,7 +560,7 @@ def collect_layers(conn: admin.Conn, *, keep: str = "", keep_count: int = KEEP_T
             admin.advisory_unlock(conn, layer)
     for prefix in (TEMPLATE_PREFIX, SCHEMA_PREFIX):
         others = [n for n in admin.names_like(conn, prefix) if n != keep]
-        by_use = sorted(others, key=lambda n: _last_use(admin.note_of(conn, n)), reverse=True)
+        by_use = sorted(others, key=lambda n: last_use(admin.note_of(conn, n)), reverse=True)
         for old in by_use[keep_count:]:
             if _drop_unless_used(conn, old):
                 dropped.append(old)
@@ -581,7 +581,8 @@ def _drop_unless_used(conn: admin.Conn, name: str) -> bool:
         conn.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def _last_use(note: Mapping[str, Any]) -> float:
+def last_use(note: Mapping[str, Any]) -> float:
+    """When a layer was last used (or built): what GC evicts by and ``nocrud status`` shows."""
     return max(float(note.get("used_at", 0.0)), float(note.get("built_at", 0.0)))
 
 

@@ -87,12 +87,17 @@ class TemplatePart(ServerPart):
     def template(self) -> Template:
         return self.once("template", self._ensure_template)
 
+    def layer_keys(self, server_major: int) -> LayerKeys:
+        """Both layer keys of the project as a run computes them: the builder's inputs, and the
+        ``@template_setup`` sources for the data layer (a setup change rebuilds that layer only)."""
+        extra = setup_inputs(self.template_setups(), self.settings.rootpath)
+        return template_keys(self.settings, self.builder(), server_major, extra_inputs=extra)
+
     def _ensure_template(self) -> Template:
         server = self.postgres()
         builder = self.builder()
         setups = self.template_setups()
-        extra = setup_inputs(setups, self.settings.rootpath)  # a setup change rebuilds the data layer
-        keys = template_keys(self.settings, builder, server.major, extra_inputs=extra)
+        keys = self.layer_keys(server.major)
         for line in input_warnings(self.settings, keys):
             self.progress(line)
         use = self._cache.get("layers in use")
