@@ -185,3 +185,20 @@ def start_password_server(password: str | None = None) -> PasswordServer:
                 server.stop()
                 raise RuntimeError(f"password server did not start:\n{log_text}") from None
             time.sleep(0.05)
+
+
+#: The start of the tests' tiny stdlib apps: a request handler that answers JSON. An app's source is
+#: ``JSON_HANDLER + <its own code>``, with ``class Handler(JsonHandler)`` adding the routes.
+JSON_HANDLER = r"""
+import http.server, json
+
+
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+"""

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import popen_inner, postgres_pids, run_inner
+from _support import JSON_HANDLER, popen_inner, postgres_pids, run_inner
 
 from pytest_nocrud.app.process import PORT_ATTEMPTS
 from pytest_nocrud.pg.procs import is_running
 
-APP = r'''
+APP = JSON_HANDLER + r'''
 """Tiny app under test: one table, a few endpoints, misbehaviour chosen by APP_MODE."""
 import contextlib, http.server, json, os, pathlib, signal, socket, sys, time
 import psycopg
@@ -70,14 +70,7 @@ def on_term(signum, frame):  # proves an orderly stop by the plugin, not a death
 signal.signal(signal.SIGTERM, on_term)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def _db(self):
         if MODE == "wrong-db":  # settings that ignore DATABASE_URL, and a pool that keeps its session

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from _support import PasswordServer, run_inner
+from _support import JSON_HANDLER, PasswordServer, run_inner
 
 DEV_ROWS = [("dev-1",), ("dev-2",)]
 
@@ -165,24 +165,16 @@ def test_django_settings_on_the_dev_server_fail_the_run_before_any_test_even_wit
 
 # -- any app ----------------------------------------------------------------------------------------
 
-PLAIN_APP = r'''
+PLAIN_APP = JSON_HANDLER + r'''
 import http.server, json, os, sys
 import psycopg
 
 # The app's own setting: DATABASE_URL when READ_DATABASE_URL is set, else the developer's database.
 DSN = os.environ["DATABASE_URL"] if os.environ.get("READ_DATABASE_URL") else os.environ["DEV_DATABASE_URL"]
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     def log_message(self, *args):
         pass
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self):
         self._send(200, {"ok": True})  # the ready path needs no database

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from _support import postgres_pids, run_inner
+from _support import JSON_HANDLER, postgres_pids, run_inner
 
 from pytest_nocrud.pg.procs import is_running
 
-APP = r'''
+APP = JSON_HANDLER + r'''
 import http.server, json, os, pathlib, signal, sys
 import psycopg
 
@@ -26,14 +26,7 @@ with open(HERE / "app_pids", "a") as pids:
 print(f"app {os.getpid()} starting on port {port}", flush=True)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def do_GET(self):
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:

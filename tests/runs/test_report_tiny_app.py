@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from _browser import render
-from _support import run_inner
+from _support import JSON_HANDLER, run_inner
 
-APP = r"""
+APP = JSON_HANDLER + r"""
 import http.server, json, sys
 
 SCHEMA = {"openapi": "3.0.0", "info": {"title": "items", "version": "1"}, "paths": {
@@ -23,14 +23,7 @@ SCHEMA = {"openapi": "3.0.0", "info": {"title": "items", "version": "1"}, "paths
 }}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def do_GET(self):
         if self.path == "/ready":

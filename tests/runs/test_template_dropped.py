@@ -69,7 +69,7 @@ def _project(pytester: pytest.Pytester, tests: str) -> None:
     (pytester.path / "schema").mkdir()
     # a schema of its own (a comment that changes the key): the template is built by this run
     marker = f"-- {uuid.uuid4().hex}\n"
-    schema = marker + "CREATE TABLE item (name text); INSERT INTO item VALUES ('seed');"  # noqa: S608 - a test schema
+    schema = marker + "CREATE TABLE item (name text); INSERT INTO item VALUES ('seed');"
     (pytester.path / "schema" / "001.sql").write_text(schema)
     pytester.makeini(INI)
     pytester.makepyfile(test_inner=tests)
