@@ -81,7 +81,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("nocrud_app_scope", "worker (default): one app per worker; test: restart per test.",
            default="worker"),
     Option("nocrud_app_start_timeout", "Seconds to wait for the app to answer.", default="30"),
-    Option("nocrud_pool_size", "Ready clones kept per worker.", default="2"),
+    Option("nocrud_pool_size", "Ready clones kept per worker at least (more when clones are slow).",
+           default="2"),
+    Option("nocrud_reuse_unchanged", "Hand a database the test provably did not change to the next test "
+           "instead of a fresh clone.", default="true"),
     Option("nocrud_clone_strategy", "CREATE DATABASE strategy: auto | file_copy | wal_log.",
            default="auto"),
     Option("nocrud_serial_reset", "Serial mode: shell command run before each flow."),
@@ -271,6 +274,7 @@ class Settings:
     incremental_command: bool = False
     allow_empty_template: bool = False
     check_app_database: bool = True
+    reuse_unchanged: bool = True
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
@@ -346,4 +350,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         incremental_command=_flag(get("nocrud_incremental_command")),
         allow_empty_template=_flag(get("nocrud_allow_empty_template")),
         check_app_database=_flag(get("nocrud_check_app_database")),
+        reuse_unchanged=_flag(get("nocrud_reuse_unchanged")),
     )

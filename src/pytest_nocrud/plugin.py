@@ -129,6 +129,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(("nocrud", f"database kept for inspection: {state.kept.masked()}"))
         except NocrudError as exc:
             report.sections.append(("nocrud", f"database not kept: {exc}"))
+    if report.when == "call" and state.kept is None:
+        runtime.test_call_ended()
     run = item.config.stash[_RUN]
     record = state.add_report(report, call)
     if record is not None:

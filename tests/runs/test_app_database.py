@@ -17,6 +17,9 @@ import psycopg
 import pytest
 from _support import JSON_HANDLER, PasswordServer, run_inner
 
+from pytest_nocrud.pg import admin
+from pytest_nocrud.pg.conninfo import ConnInfo
+
 DEV_ROWS = [("dev-1",), ("dev-2",)]
 
 
@@ -41,6 +44,16 @@ def _dev_rows(dsn: str) -> list[tuple[str]]:
         return conn.execute("SELECT name FROM item ORDER BY name").fetchall()
 
 
+def _dev_sessions(dsn: str) -> int:
+    """Sessions the developer's database ever had, read from the server's maintenance database."""
+    with psycopg.connect(ConnInfo.parse(dsn).with_db("postgres").dsn, autocommit=True) as conn:
+        # a session that just closed (our own _dev_rows) counts once its backend is gone
+        admin.terminate(conn, "devdb", wait_ms=5000)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = 'devdb'").fetchone()
+    return int(row[0]) if row else 0
+
+
 # -- Django ---------------------------------------------------------------------------------------
 
 MANAGE = """
@@ -51,7 +64,9 @@ execute_from_command_line(sys.argv)
 """
 
 SETTINGS = """
-import os
+import os, sys, time
+if os.environ.get("SLOW_PROBE") and sys.argv[0].endswith("django_databases.py"):
+    time.sleep(3)  # reading the settings for the check is slow: the app would boot first (the fault)
 from urllib.parse import unquote, urlsplit
 dev = urlsplit(os.environ["DEV_DATABASE_URL"])  # the developer's own database: the settings' default
 SECRET_KEY = "test-only"
@@ -118,10 +133,17 @@ def test_list(nocrud_client):
 DJANGO_INI = """
 [pytest]
 nocrud_builder = sql:schema
-nocrud_app_command = {{python}} manage.py runserver {{host}}:{{port}} --noreload
+{command}
 nocrud_app_ready_path = /health/
 {extra}
 """
+
+# The README's runserver command starts only after the settings were checked; the default command (no
+# nocrud_app_command: the plugin's own runserver) boots meanwhile and waits before its first query.
+COMMANDS = {
+    "readme runserver": "nocrud_app_command = {python} manage.py runserver {host}:{port} --noreload",
+    "default command": "",
+}
 
 MAPPING = """nocrud_app_env =
     DB_HOST={host}
@@ -132,8 +154,9 @@ MAPPING = """nocrud_app_env =
 """
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_django_settings_on_the_dev_server_fail_the_run_before_any_test_even_with_a_template(
-    pytester: pytest.Pytester, data_dir: Path, dev_database: str
+    pytester: pytest.Pytester, data_dir: Path, dev_database: str, command: str
 ) -> None:
     pytest.importorskip("django")
     pytester.makepyfile(manage=MANAGE, test_flows=FLOWS)
@@ -145,14 +168,15 @@ def test_django_settings_on_the_dev_server_fail_the_run_before_any_test_even_wit
     )
 
     # With the mapping: a template for the key is built and the flows run on the test databases.
-    pytester.makeini(DJANGO_INI.format(extra=MAPPING))
+    pytester.makeini(DJANGO_INI.format(command=COMMANDS[command], extra=MAPPING))
     mapped = run_inner(pytester, data_dir, "-p", "no:xdist", DEV_DATABASE_URL=dev_database)
     mapped.assert_outcomes(passed=4)
     assert _dev_rows(dev_database) == DEV_ROWS
 
     # Without it, the template is reused (nothing is built that could be refused) -- and yet no test runs.
-    pytester.makeini(DJANGO_INI.format(extra=""))
-    wrong = run_inner(pytester, data_dir, "-n", "2", DEV_DATABASE_URL=dev_database)
+    pytester.makeini(DJANGO_INI.format(command=COMMANDS[command], extra=""))
+    sessions_before = _dev_sessions(dev_database)
+    wrong = run_inner(pytester, data_dir, "-n", "2", DEV_DATABASE_URL=dev_database, SLOW_PROBE="1")
     out = wrong.stdout.str()
     assert wrong.ret != 0
     assert wrong.parseoutcomes().get("passed", 0) == 0, out
@@ -160,6 +184,7 @@ def test_django_settings_on_the_dev_server_fail_the_run_before_any_test_even_wit
     for line in ("DB_HOST={host}", "DB_PORT={port}", "DB_NAME={dbname}", "DB_USER={user}"):
         assert line in out
     assert "No test ran." in out
+    assert _dev_sessions(dev_database) == sessions_before, "the app never even connected there"
     assert _dev_rows(dev_database) == DEV_ROWS, "not one row of the developer's database may change"
 
 

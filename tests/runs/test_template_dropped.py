@@ -33,8 +33,11 @@ def drop_from_outside(nocrud_postgres, name):
 
 
 def seed_rows(nocrud_db):
+    # the rows a test sees; it then writes one, so the next test needs a fresh clone of the template
     with nocrud_db.connect() as conn:
-        return conn.execute("SELECT name FROM item").fetchall()
+        rows = conn.execute("SELECT name FROM item").fetchall()
+        conn.execute("INSERT INTO item VALUES ('scribble')")
+        return rows
 """
 
 DROPPED_ONCE = HELPERS + """
@@ -101,8 +104,10 @@ def test_a_second_disappearance_is_one_clear_error(pytester: pytest.Pytester, wa
 
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0, text
-    # the ready clone (pool size 1) may still serve a test after the second drop; the rest error
-    assert 10 <= outcomes["passed"] <= 11 and outcomes["passed"] + outcomes["errors"] == 16, text
+    # the clones ready at the second drop (pool size 1, more when clones are slower than these tests)
+    # still serve a test each after it; the rest error
+    assert outcomes["passed"] >= 10 and outcomes["errors"] >= 1, text
+    assert outcomes["passed"] + outcomes["errors"] == 16, text
     again = re.escape("disappeared from the server again during this run (it was rebuilt once already)")
     assert len(re.findall(again, text)) >= outcomes["errors"], text
     assert text.count("Something drops it") == 1, "the first error in full, the rest in one line"

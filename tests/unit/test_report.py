@@ -95,3 +95,46 @@ def test_phase_shares_are_summed_over_tests_with_the_handoff_taken_out_of_setup(
     assert late.startswith("time: handoff wait 50% · setup 0%"), late
     assert phase_shares_line([]) == ""
     assert phase_shares_line([record(0.0, 0.0, 0.0, handoff=None)]) == ""
+
+
+def test_handoffs_say_how_many_kept_an_unchanged_database_and_the_pools_background_time() -> None:
+    lines = summary_lines(
+        [
+            worker("gw0", handoff_ms=[1.0, 2.0, 3.0], handoff_reused=2, pool_background_s=0.5),
+            worker("gw1", handoff_ms=[1.0, 9.0], handoff_waits=1, handoff_reused=0, pool_background_s=1.25),
+        ]
+    )
+    assert (
+        "databases handed out: 5 (3 fresh clones, 2 unchanged reused); handoff p50 2.00 ms, p95 9.00 ms, "
+        "max 9.00 ms; 1 waited for a clone; pool background 1.8 s"
+    ) in lines
+
+
+def test_the_reason_reuse_was_off_is_said() -> None:
+    lines = summary_lines(
+        [worker("main", handoff_ms=[1.0], handoff_reused=0, reuse_off="track_counts is off on the server")]
+    )
+    assert any("(1 fresh clone, 0 unchanged reused (reuse off: track_counts is off on the server))" in line
+               for line in lines), lines  # fmt: skip
+
+
+def test_the_html_header_counts_reused_databases() -> None:
+    from pytest_nocrud.report.html import handoff_figures
+
+    figures = handoff_figures([worker("gw0", handoff_ms=[1.0, 4.0], handoff_reused=1, pool_background_s=2.0)])
+    assert figures is not None
+    assert (figures.count, figures.split, figures.background) == (
+        2, "1 fresh clone, 1 unchanged reused", "pool background 2.0 s"
+    )  # fmt: skip
+
+
+def test_the_startup_line_names_the_critical_path_with_each_steps_own_time() -> None:
+    events = [
+        ["template", 100.0, 0.30, True],  # waited for the server inside it
+        ["PostgreSQL", 100.0, 0.10, True],
+        ["clone pool", 100.3, 0.05, True],
+        ["app", 100.35, 0.60, True],
+    ]
+    line = summary_lines([worker("main", events=events)])[1]
+    expected = "critical path 0.95 s (template 200 ms, server 100 ms, pool 50 ms, app 600 ms)"
+    assert line.endswith(expected), line

@@ -10,9 +10,10 @@ with ``-m``, so the app process does not import pytest through this package. It 
 * ``runserver`` checks for unapplied migrations on its main thread and never closes that connection;
   an idle session left on the test database would have to be ended at the first handoff.
 
-And one check: settings whose ``DATABASES`` ignore ``DATABASE_URL``/``PG*`` (``DB_NAME`` with the
-developer's database as default) would send every test's writes there; the app refuses to start
-instead, naming both databases.
+It waits, once booted and before its first database access, for the plugin's check of the settings
+(``NOCRUD_START_GATE``), so the two overlap. And one check: settings whose ``DATABASES`` ignore
+``DATABASE_URL``/``PG*`` (``DB_NAME`` with the developer's database as default) would send every
+test's writes there; the app refuses to start instead, naming both databases.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import runpy
 import socket
 import sys
+import time
 from typing import Any
 
 
@@ -43,6 +45,8 @@ def _patch_django() -> None:
         from django.core.management.base import CommandError  # type: ignore[import-untyped]
         from django.db import connections  # type: ignore[import-untyped]
 
+        _wait_for_the_gate(CommandError)
+
         configured = connections["default"].settings_dict.get("NAME")
         expected = os.environ.get("PGDATABASE")
         if expected and configured != expected:
@@ -58,6 +62,23 @@ def _patch_django() -> None:
             connections.close_all()
 
     runserver.Command.check_migrations = check_and_close
+
+
+GATE_TIMEOUT = 120.0
+
+
+def _wait_for_the_gate(error: type[Exception]) -> None:
+    """Booted (imports, settings, system checks), nothing touched a database yet: wait here until the
+    plugin's check of the settings passed (``NOCRUD_START_GATE`` names a file it creates then), so
+    Django's start-up overlaps that check instead of following it. Stopped by the plugin otherwise."""
+    gate = os.environ.get("NOCRUD_START_GATE")
+    if not gate:
+        return
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise error(f"pytest-nocrud: the start gate {gate} never opened")
+        time.sleep(0.002)
 
 
 def main(argv: list[str]) -> None:

@@ -71,6 +71,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The file whose appearance lets a gated app go on (see AppProcess.start; django_runserver.py waits for it).
+START_GATE_ENV = "NOCRUD_START_GATE"
+
+
 def app_environment(db: ConnInfo, app_port: int, extra: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The contract's app environment: ours + DATABASE_URL/PG* + the user's lines (placeholders filled)."""
     env = dict(os.environ)
@@ -248,12 +252,16 @@ class AppProcess:
         except _PortTaken:
             self.start()
 
-    def start(self) -> None:
-        """Start on a free port; a port taken between choosing and binding is retried, boundedly."""
+    def start(self, gate: Callable[[], None] | None = None) -> None:
+        """Start on a free port; a port taken between choosing and binding is retried, boundedly.
+
+        ``gate`` (a check that may raise) runs while the app boots: the app is told to wait, before it
+        touches a database, until the gate passed (``START_GATE_ENV``: only the Django default command
+        knows it). If the gate raises, the app is stopped before it opened any connection."""
         ports: list[int] = []
         for _ in range(PORT_ATTEMPTS):
             try:
-                self._start_once(free_port())
+                self._start_once(free_port(), gate)
                 return
             except _PortTaken as taken:
                 ports.append(self.port)
@@ -266,10 +274,14 @@ class AppProcess:
             f"  command: {last.command}\n  last log lines ({self.log.path}):\n{_quoted(last.tail)}"
         )
 
-    def _start_once(self, port: int) -> None:
+    def _start_once(self, port: int, gate: Callable[[], None] | None = None) -> None:
         self.port = port
         command = render_command(self.spec.command, port)
         env = app_environment(self.db, port, self.spec.extra_env)
+        gate_file = self.log.path.parent / f"gate-{os.getpid()}-{port}"
+        if gate is not None:
+            gate_file.unlink(missing_ok=True)
+            env[START_GATE_ENV] = str(gate_file)
         offset = self.log_start = self.log.offset()
         self.starts += 1
         self._proc = subprocess.Popen(
@@ -289,10 +301,15 @@ class AppProcess:
         assert self._proc.stdout is not None
         self._reader = self.log.follow(self._proc.stdout, f"[app:{port}]", self.db.redact)
         try:
+            if gate is not None:
+                gate()
+                touch_private(gate_file)  # the app goes on
             self._wait_ready(command, offset)
         except BaseException:
             self.stop()
             raise
+        finally:
+            gate_file.unlink(missing_ok=True)
 
     def _wait_ready(self, command: str, offset: int) -> None:
         assert self._proc is not None

@@ -97,7 +97,7 @@ def allow_connections(conn: Conn, name: str, allow: bool = True) -> None:
     )
 
 
-def end_sessions_statement(dbname: str, *, grace_s: float) -> sql.Composed:
+def end_sessions_statement(dbname: str, *, grace_s: float, spare: str = "") -> sql.Composed:
     """End every session on ``dbname`` and wait, on the server, until they are really gone.
 
     ``ALTER DATABASE ... RENAME`` refuses to run while another session is on the database and waits
@@ -112,6 +112,7 @@ def end_sessions_statement(dbname: str, *, grace_s: float) -> sql.Composed:
     stay). ``pg_terminate_backend(pid, timeout)`` is no help: it checks whether the process is gone
     and then sleeps in 100 ms steps as well. A session that outlives
     ``grace_s`` raises ``object_in_use`` naming it (pid, application_name, client address).
+    Sessions whose application_name is ``spare`` stay (the handoff's look inside the database).
     """
     body = sql.SQL(
         """
@@ -126,6 +127,7 @@ BEGIN
       INTO left_over
       FROM pg_stat_get_activity(NULL) AS s
      WHERE s.datid = target AND s.pid <> pg_backend_pid()
+       AND ({spare} = '' OR s.application_name IS DISTINCT FROM {spare})
      LIMIT 1;
     IF NOT FOUND THEN  -- a backend still starting up is listed nowhere yet, but holds the database's lock
       SELECT l.pid, NULL::text AS application_name, NULL::inet AS client_addr,
@@ -134,6 +136,8 @@ BEGIN
         FROM pg_locks AS l
        WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND l.objid = target
          AND l.pid <> pg_backend_pid()
+         AND l.pid NOT IN (SELECT a.pid FROM pg_stat_get_activity(NULL) AS a
+                            WHERE {spare} <> '' AND a.application_name = {spare})
        LIMIT 1;
       EXIT WHEN NOT FOUND;
     END IF;
@@ -146,20 +150,42 @@ BEGIN
     PERFORM pg_sleep(0.0002);
   END LOOP;
 END"""
-    ).format(name=sql.Literal(dbname), grace=sql.Literal(grace_s))
+    ).format(name=sql.Literal(dbname), grace=sql.Literal(grace_s), spare=sql.Literal(spare))
     return sql.SQL("DO $nocrud$") + body + sql.SQL("$nocrud$")
 
 
-def terminate(conn: Conn, name: str, *, wait_ms: int = 0) -> None:
-    """End every other session on ``name``; with ``wait_ms`` wait until they are really gone."""
+def terminate(conn: Conn, name: str, *, wait_ms: int = 0, spare: str = "") -> None:
+    """End every other session on ``name``; with ``wait_ms`` wait until they are really gone. Without
+    waiting, sessions whose application_name is ``spare`` are left alone."""
     if wait_ms:
         conn.execute(end_sessions_statement(name, grace_s=wait_ms / 1000))
     else:
         conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_get_activity(NULL) "
-            "WHERE pid <> pg_backend_pid() AND datid = (SELECT oid FROM pg_database WHERE datname = %s)",
-            [name],
+            "WHERE pid <> pg_backend_pid() AND datid = (SELECT oid FROM pg_database WHERE datname = %s) "
+            "AND application_name IS DISTINCT FROM %s",
+            [name, spare],
         )
+
+
+def roll_back_prepared(server: ConnInfo, name: str) -> int:
+    """Roll back the prepared transactions a test left on ``name`` (they block its rename and its
+    drop, FORCE or not); how many. ``ROLLBACK PREPARED`` only works from inside that database."""
+    with psycopg.connect(server.with_db(name).dsn, autocommit=True, connect_timeout=10) as conn:
+        gids = [row[0] for row in conn.execute(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+        ).fetchall()]  # fmt: skip
+        for gid in gids:
+            conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid)))
+    return len(gids)
+
+
+def freeze(info: ConnInfo) -> None:
+    """``VACUUM (FREEZE)`` the whole database: no dead row left for a later read to prune, every row's
+    hint bits set. A clone of it then stays byte for byte the same under reads, which is what lets a
+    read-only test hand its database on (``unchanged``)."""
+    with psycopg.connect(info.dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("VACUUM (FREEZE)")
 
 
 def set_note(conn: Conn, name: str, note: dict[str, object]) -> None:

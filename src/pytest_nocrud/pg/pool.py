@@ -3,8 +3,11 @@
 Each worker owns one *stable* database name: the app and the test always use that name. Before a test,
 the handoff renames the previous (dirty) database away and renames a ready clone into the stable name --
 two catalog updates in one round trip -- instead of copying a template while the test waits. A
-background thread keeps ``size`` clones ready and drops dirty databases, drops first, so a worker never
-holds more than ``1 + size + a few`` databases.
+test that provably changed nothing keeps its database for the next test instead (``unchanged``: no
+clone, no rename, no drop). Background threads keep enough clones ready for the pace measured (clone
+time against test time and how many tests need a fresh clone) and drop used databases once the ready
+clones are there, so the drops stay out of the way of the clones a test may wait for; the backlog of
+used databases is bounded.
 
 Ownership: a worker holds a session-level advisory lock named after its prefix for as long as its pool
 lives. A database whose prefix lock can be taken belongs to a dead run and may be collected; one whose
@@ -25,10 +28,11 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ..errors import HandoffError, PoolError
+from ..errors import HandoffError, PoolError, first_line
 from . import admin
 from .conninfo import ConnInfo
 from .names import OWNED_NAME, RUN_PREFIX, check_pool_prefix, clone_name, dirty_name, pool_prefix
+from .unchanged import Footprint, Inspector, inspector_name, read_footprint, unsupported_reason
 
 __all__ = ["OWNED_NAME", "ClonePool", "choose_strategy", "collect_garbage", "pool_prefix", "swap_statement"]
 
@@ -45,6 +49,9 @@ def choose_strategy(setting: str, *, server_major: int, fsync_on: bool) -> str |
 
 
 MAX_FILLERS = 4
+MAX_READY = 6  # ready clones per worker at most, however slow the clones measured
+MAX_USED_BACKLOG = 4  # used databases waiting to be dropped before drops go ahead of clones
+PACE_WEIGHT = 0.2  # exponential moving averages of the pace: recent tests count most
 SESSION_GRACE_S = 5.0  # a session still on the database after this long is a bug worth a clear error
 
 
@@ -85,6 +92,7 @@ class ClonePool:
         strategy: str | None,
         session_grace_s: float = SESSION_GRACE_S,
         max_fillers: int | None = None,
+        reuse_unchanged: bool = True,
     ) -> None:
         self.server = server
         self.template = template
@@ -97,6 +105,8 @@ class ClonePool:
         self.max_fillers = max_fillers or max(1, min(MAX_FILLERS, os.cpu_count() or 1))
         self._fillers: list[threading.Thread] = []
         self.handoff_ms: list[float] = []
+        self.reused = 0  # handoffs that kept an unchanged database
+        self.background_s = 0.0  # seconds the fillers spent cloning and dropping
         self.waits = 0  # handoffs that found no ready clone
         self.swap_retries = 0  # swaps refused because a session was on the database at the rename
         self._seq = itertools.count(1)
@@ -110,11 +120,28 @@ class ClonePool:
         # Each clone's oid: a test that renamed its database away is found by it (and dropped).
         self._oids: dict[str, int] = {}
         self._stable_oid: int | None = None
+        # What the current database looked like from outside when it was handed out (a clone's is read
+        # right after its CREATE): the reuse check compares with it.
+        self._footprints: dict[str, Footprint] = {}
+        self._expected: Footprint | None = None
+        self._inspector: Inspector | None = None
+        self.last_change: str | None = None  # why the last handoff could not keep the database
+        # Wait for our look inside to end before the next test (the app-database check counts the
+        # sessions a test's database saw); the runtime turns it off once that check is done.
+        self.settle = True
+        # The pace, measured: how long a clone takes, how long a test takes, how many need a clone.
+        self._clone_s: float | None = None
+        self._test_s: float | None = None
+        self._clone_share = 1.0
+        self._last_handoff: float | None = None
         self._cond = threading.Condition()
         self._conn = admin.connect(server, purpose=f"handoff {prefix}")
         if not admin.try_advisory_lock(self._conn, prefix):
             self._conn.close()
             raise PoolError(f"another live process owns databases named {prefix}*")
+        self.reuse_off: str | None = "nocrud_reuse_unchanged = false"
+        if reuse_unchanged:
+            self.reuse_off = unsupported_reason(self._conn)
         self._add_filler()
 
     @property
@@ -142,8 +169,19 @@ class ClonePool:
     # -- handoff ---------------------------------------------------------------------------------
 
     def handoff(self) -> float:
-        """Put a fresh clone under the stable name; return the milliseconds the caller waited."""
+        """Give the next test a pristine database under the stable name: the current one if the test
+        provably changed nothing, else a fresh clone. Returns the milliseconds the caller waited."""
         started = time.perf_counter()
+        if self._has_stable and self.reuse_off is None:
+            self.last_change = self._change_in_current()
+            if self.last_change is None:
+                self.reused += 1
+                self._note_pace(started, cloned=False)
+                elapsed = (time.perf_counter() - started) * 1000
+                self.handoff_ms.append(elapsed)
+                return elapsed
+        self._close_inspector()
+        self._note_pace(started, cloned=True)
         with self._cond:
             if not self._ready and self.handoff_ms:  # the first one always waits: the pool just started
                 self.waits += 1  # the fillers fell behind: this test waits for a CREATE DATABASE
@@ -165,12 +203,77 @@ class ClonePool:
         self._has_stable = True
         with self._cond:
             self._stable_oid = self._oids.pop(clone, None)
+            self._expected = self._footprints.pop(clone, None)
             if dirty:
                 self._dirty.append(dirty)
                 self._cond.notify_all()
         elapsed = (time.perf_counter() - started) * 1000
         self.handoff_ms.append(elapsed)
         return elapsed
+
+    def _change_in_current(self) -> str | None:
+        """End the sessions on the current database, then read what changed in it (None: nothing).
+
+        Two round trips: the maintenance connection ends the other sessions and reads the footprint;
+        the look inside, opened while the test finished (``prepare_inspection``), reads the inside
+        counters and resets the statistics. While ``settle`` is on, it is also gone before the next
+        test starts. Any doubt -- no connection, an error -- is a change: a fresh clone then.
+        """
+        inspector, self._inspector = self._inspector or Inspector(self.info, self.stable), None
+        try:
+            if self._expected is None or not inspector.connected():
+                return "it could not be inspected"
+            end = admin.end_sessions_statement(
+                self.stable, grace_s=self.session_grace_s, spare=inspector_name(self.stable)
+            )
+            try:
+                now = read_footprint(self._conn, self.stable, first=end)
+            except psycopg.errors.ObjectInUse:
+                return "a session did not end"  # the swap says so in full
+            if now is None:
+                return "it was dropped or renamed"
+            change = now.change_from(self._expected)
+            if change is None:
+                change, reset_at = inspector.look()
+                if change is None:
+                    self._expected = now.after_reset(reset_at)
+                    inspector.close()
+                    if self.settle:  # no session of ours left when the next test starts
+                        admin.terminate(self._conn, self.stable, wait_ms=int(self.session_grace_s * 1000))
+            return change
+        except psycopg.Error as exc:
+            # e.g. the test ended our session; or the server is gone (a full disk, a crash): then the
+            # clone path reports what broke, as it would without reuse.
+            return f"it could not be inspected ({first_line(exc)})"
+        finally:
+            inspector.close()
+
+    def _close_inspector(self) -> None:
+        inspector, self._inspector = self._inspector, None
+        if inspector is not None:
+            inspector.close()
+
+    def _note_pace(self, now: float, *, cloned: bool) -> None:
+        """Measure how long tests take and how many need a clone; the fillers size the pool from it."""
+        with self._cond:
+            if self._last_handoff is not None:
+                self._test_s = _moving(self._test_s, now - self._last_handoff)
+            self._last_handoff = now
+            self._clone_share = _moving(self._clone_share, 1.0 if cloned else 0.0)
+
+    @property
+    def ready_target(self) -> int:
+        """Ready clones to keep: enough to cover one clone's time at the pace measured, ``size`` at
+        least. A clone taking 60 ms while every 20 ms test needs one wants 4 ready (a disk-backed
+        server, fsync on); a suite that mostly reuses needs no more than ``size``."""
+        with self._cond:
+            return self._target()
+
+    def _target(self) -> int:
+        if self._clone_s is None or not self._test_s:
+            return self.size
+        need = self._clone_s * self._clone_share / self._test_s
+        return max(self.size, min(MAX_READY, int(need) + 2))
 
     def _swap(self, clone: str, dirty: str | None) -> str | None:
         """Run the swap; returns the name of the used database to drop (None if the test dropped it)."""
@@ -187,6 +290,9 @@ class ClonePool:
                 dirty, used = None, self._renamed_stable()
             except psycopg.errors.ObjectInUse as exc:
                 self._reopen_stable()
+                if "prepared transaction" in (exc.diag.message_detail or "") and attempt < SWAP_ATTEMPTS:
+                    admin.roll_back_prepared(self.server, self.stable)  # a test left one: blocks the rename
+                    continue
                 # Either sessions stayed for the grace period (the message names one), or the
                 # rename found one the wait did not (not seen since the database takes no new
                 # sessions during the swap; counted in swap_retries): then simply try again.
@@ -225,43 +331,77 @@ class ClonePool:
         """
         if self._has_stable:
             try:
-                admin.terminate(self._conn, self.stable)
+                admin.terminate(self._conn, self.stable, spare=inspector_name(self.stable))
             except psycopg.Error:
                 pass  # only a head start: the next handoff ends them anyway, and reports what broke
+            self.prepare_inspection(early=False)
+
+    def prepare_inspection(self, *, early: bool = True) -> None:
+        """Start connecting the next handoff's look inside the current database (a backend takes a
+        few milliseconds to start: done while pytest finishes the test, not while the next one waits).
+
+        ``early`` (the test body just ended, its teardown is still to run) waits for ``settle`` to be
+        off: until then the app-database check counts the sessions the test's database saw, at
+        teardown, and ours must not be among them."""
+        if early and self.settle:
+            return
+        if self._has_stable and self.reuse_off is None and self._inspector is None:
+            self._inspector = Inspector(self.info, self.stable)
 
     def keep_current(self, name: str) -> ConnInfo:
         """Keep the current database under ``name`` (failed test); the next handoff starts clean."""
+        self._close_inspector()
         admin.terminate(self._conn, self.stable, wait_ms=int(self.session_grace_s * 1000))
         admin.rename(self._conn, self.stable, name)
         self._has_stable = False
         self._stable_oid = None
+        self._expected = None
         return self.server.with_db(name)
 
     # -- background filler ----------------------------------------------------------------------
 
     def _next_job(self) -> Callable[[admin.Conn], None] | None:
+        """Clones first while fewer than the target are ready; then drops (each DROP DATABASE forces a
+        checkpoint: done while no test needs a clone, it costs no test a wait); a full backlog of used
+        databases is dropped before more clones, so the disk use stays bounded."""
         with self._cond:
-            while not self._stopping and not self._dirty and len(self._ready) + self._creating >= self.size:
+            while not self._stopping:
+                short = len(self._ready) + self._creating < self._target()
+                if self._dirty and (not short or len(self._dirty) >= MAX_USED_BACKLOG):
+                    dirty = self._dirty.popleft()
+                    return lambda conn: self._timed(admin.drop, conn, dirty)
+                if short:
+                    self._creating += 1
+                    name = clone_name(self.stable, next(self._seq))
+                    return lambda conn: self._create(conn, name)
                 self._cond.wait()
-            if self._stopping:
-                return None
-            if self._dirty:
-                dirty = self._dirty.popleft()
-                return lambda conn: admin.drop(conn, dirty)
-            self._creating += 1
-            name = clone_name(self.stable, next(self._seq))
-            return lambda conn: self._create(conn, name)
+            return None
+
+    def _timed(self, job: Callable[[admin.Conn, str], None], conn: admin.Conn, name: str) -> None:
+        started = time.perf_counter()
+        try:
+            job(conn, name)
+        finally:
+            with self._cond:
+                self.background_s += time.perf_counter() - started
 
     def _create(self, conn: admin.Conn, name: str) -> None:
+        started = time.perf_counter()
         try:
             admin.create(conn, name, template=self.template, strategy=self.strategy)
+            seconds = time.perf_counter() - started
             oid = admin.oid_of(conn, name)
+            footprint = read_footprint(conn, name) if self.reuse_off is None else None
         finally:
             with self._cond:
                 self._creating -= 1
+                self.background_s += time.perf_counter() - started
         with self._cond:
+            self._clone_s = _moving(self._clone_s, seconds)
             if oid is not None:
                 self._oids[name] = oid
+            if footprint is not None:
+                self._footprints[name] = footprint
             self._ready.append(name)
             self._cond.notify_all()
 
@@ -308,6 +448,7 @@ class ClonePool:
         A server that died meanwhile has nothing left to drop (its databases are the next run's
         garbage at worst): the connection error is not worth a traceback at the end of the run.
         """
+        self._close_inspector()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -325,6 +466,10 @@ class ClonePool:
                 raise
         finally:
             self._conn.close()
+
+
+def _moving(average: float | None, sample: float) -> float:
+    return sample if average is None else average + PACE_WEIGHT * (sample - average)
 
 
 def collect_garbage(conn: admin.Conn, *, only_prefix: str | None = None) -> list[str]:

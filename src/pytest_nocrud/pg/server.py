@@ -58,6 +58,7 @@ SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "300",  # workers x (app + pool + admin) connections under -n 16
+    "max_prepared_transactions": "16",  # apps that use two-phase commit work too (PostgreSQL's default: off)
     "shared_buffers": "128MB",
     "log_min_messages": "warning",
     "log_min_error_statement": "panic",  # never log statement text (fixtures may contain secrets)

@@ -435,6 +435,7 @@ class _Layers:
             ):
                 plan.work(self.server.with_db(build), lambda line: print(line, file=build_log, flush=True))
             admin.terminate(conn, build, wait_ms=5000)  # a builder's stray session would block every clone
+            admin.freeze(self.server.with_db(build))  # a read in a test must not change a page (unchanged.py)
             seconds = time.perf_counter() - started
             how = (
                 f"built from {plan.source} + {_files(plan.appended)} in {seconds:.2f}s"

@@ -10,6 +10,7 @@ requests, click opens it below); slowest tests and endpoints; then every test's 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from collections import defaultdict
@@ -201,8 +202,9 @@ def _header(
         rows.append(("workers", f"{len(workers)} ({', '.join(worker_parts or workers)})"))
     handoffs = handoff_figures(stats)
     if handoffs:
-        count, spread, waits = handoffs
-        rows.append(("handoffs", f"{count}; {spread}" + (f", {waits}" if waits else "")))
+        head = f"{handoffs.count} ({handoffs.split})" if handoffs.split else str(handoffs.count)
+        tail = [part for part in (handoffs.waits, handoffs.background) if part]
+        rows.append(("handoffs", "; ".join([head, handoffs.spread, *tail])))
     if coverage_line:
         rows.append(("endpoints", coverage_line.removeprefix("endpoints: ")))
     table = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
@@ -223,8 +225,20 @@ def template_text(stats: Sequence[Mapping[str, Any]]) -> str:
     return text
 
 
-def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> tuple[int, str, str] | None:
-    """All processes' handoffs: how many, ``p50 … ms, p95 … ms, max … ms``, and how many waited."""
+@dataclasses.dataclass(frozen=True)
+class HandoffFigures:
+    """All processes' handoffs, as the summary line and the HTML header say them."""
+
+    count: int
+    spread: str  # p50 … ms, p95 … ms, max … ms
+    split: str  # "12 fresh clones, 8 unchanged reused" (+ why reuse was off)
+    waits: str  # "3 waited for a clone" ("" when no process reports waits)
+    background: str  # "pool background 4.2 s" ("" when unknown)
+
+
+def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> HandoffFigures | None:
+    """How many handoffs, how fast, how many reused an unchanged database, how many waited, and the
+    pool's background seconds (cloning, dropping)."""
     handoffs = [ms for s in stats for ms in s.get("handoff_ms", [])]
     if not handoffs:
         return None
@@ -232,10 +246,21 @@ def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> tuple[int, str, str] 
         f"p50 {percentile(handoffs, 0.5):.2f} ms, p95 {percentile(handoffs, 0.95):.2f} ms, "
         f"max {max(handoffs):.2f} ms"
     )
+    split = ""
+    if any("handoff_reused" in s for s in stats):
+        reused = sum(int(s.get("handoff_reused", 0)) for s in stats)
+        clones = len(handoffs) - reused
+        split = f"{clones} fresh clone{'' if clones == 1 else 's'}, {reused} unchanged reused"
+        off = sorted({str(s["reuse_off"]) for s in stats if s.get("reuse_off")})
+        if off:
+            split += f" (reuse off: {'; '.join(off)})"
     waits = ""
     if any("handoff_waits" in s for s in stats):
         waits = f"{sum(int(s.get('handoff_waits', 0)) for s in stats)} waited for a clone"
-    return len(handoffs), spread, waits
+    background = ""
+    if any("pool_background_s" in s for s in stats):
+        background = f"pool background {sum(float(s.get('pool_background_s', 0.0)) for s in stats):.1f} s"
+    return HandoffFigures(len(handoffs), spread, split, waits, background)
 
 
 def app_starts(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:

@@ -54,6 +54,9 @@ class WorkerStats(TypedDict, total=False):
     template: dict[str, Any]  # dataclasses.asdict(Template)
     handoff_ms: list[float]
     handoff_waits: int
+    handoff_reused: int  # handoffs that kept an unchanged database (no clone)
+    pool_background_s: float  # the fillers' seconds cloning and dropping
+    reuse_off: str  # why unchanged databases were not reused
     app_start_ms: float
     app_restarts: int
     template_rebuilds: int
@@ -84,6 +87,10 @@ class Runtime(AppPart):
         if pool is not None:
             out["handoff_ms"] = list(pool.handoff_ms)
             out["handoff_waits"] = pool.waits
+            out["handoff_reused"] = pool.reused
+            out["pool_background_s"] = pool.background_s
+            if pool.reuse_off:
+                out["reuse_off"] = pool.reuse_off
         if self._app_start_ms is not None:
             out["app_start_ms"] = self._app_start_ms
         if self._app_restarts:

@@ -28,6 +28,7 @@ from ..errors import (
 from ..pg.procs import indented
 from ..pg.sessions import SessionWatch
 from ..pg.testdb import TestDatabase
+from .base import DJANGO_APP_COMMAND
 from .pool import PoolPart
 
 # Linux's minimum delayed ACK is 40 ms: an app server that writes a response in several small sends
@@ -57,25 +58,33 @@ class AppPart(PoolPart):
         app = AppProcess(spec, pool.info, self.app_log(), registry=self._app_registry)
         started = time.perf_counter()
         probe = self._cache.pop("django probe", None) or self._django_probe(pool.info)
-        if isinstance(probe, DjangoProbe):
-            try:
-                probe.check(pool.info)  # before the app starts: its start-up may write (migrate, create_all)
-            finally:
-                probe.stop()
+
+        def check_settings() -> None:
+            if isinstance(probe, DjangoProbe):
+                try:
+                    probe.check(pool.info)  # before the app's start-up may write (migrate, create_all)
+                finally:
+                    probe.stop()
+
+        # Our own Django command boots while the settings are checked and waits for the verdict before
+        # its first database access; any other command starts only after the check.
+        gated = isinstance(probe, DjangoProbe) and spec.command == DJANGO_APP_COMMAND
+        if not gated:
+            check_settings()
         with SessionWatch(self.postgres().admin, app_session_name(pool.stable)) as watch:
-            app.start()
+            app.start(gate=check_settings if gated else None)
         self._app_start_ms = (time.perf_counter() - started) * 1000
         self._check_app_database(app, pool.stable, watch.databases)
         return app
 
     def app_database_baseline(self, database: TestDatabase) -> Baseline | None:
         """Before a test's requests: the evidence to compare with after it (None once confirmed)."""
-        if not self.settings.check_app_database:
-            return None
         evidence = self._cache.get("app database evidence")
-        if not isinstance(evidence, Evidence):
+        if self.settings.check_app_database and not isinstance(evidence, Evidence):
             evidence = self._cache["app database evidence"] = Evidence(self.postgres().admin)
-        baseline = evidence.baseline(database.name)
+        baseline = evidence.baseline(database.name) if isinstance(evidence, Evidence) else None
+        if baseline is None and self._pool is not None:
+            self._pool.settle = False  # nothing counts the sessions any more: no need to wait for ours
         if baseline is not None:
             baseline.opened = database.opened
         return baseline

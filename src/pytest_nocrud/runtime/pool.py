@@ -58,6 +58,7 @@ class PoolPart(TemplatePart):
             size=self.settings.pool_size,
             strategy=strategy,
             max_fillers=filler_budget(os.cpu_count() or 1, os.environ.get("PYTEST_XDIST_WORKER_COUNT")),
+            reuse_unchanged=self.settings.reuse_unchanged,
         )
         if not self.app_per_test:  # Django's import time overlaps the first clone and handoff
             self._cache["django probe"] = self._django_probe(self._pool.info)
@@ -151,6 +152,11 @@ class PoolPart(TemplatePart):
         if self._cluster is not None and (
             "No space left on device" in message or self._cluster.disk_is_full()
         ):
+            if "No space left on device" not in message:  # e.g. "the connection is closed"
+                message = (
+                    "PostgreSQL could not write (No space left on device) and restarted, cutting this "
+                    f"worker's connections ({message.splitlines()[0]})"
+                )
             return PoolError(f"{message}\n{self._cluster.disk_full_hint()}")
         return PoolError(message)
 
@@ -163,6 +169,11 @@ class PoolPart(TemplatePart):
             return self._pool.keep_current(name)
         except psycopg.Error as exc:
             raise PoolError(f"renaming {self._pool.stable} to {name} failed: {exc}") from None
+
+    def test_call_ended(self) -> None:
+        """The test body is over: the handoff's look inside its database may start connecting."""
+        if self._pool is not None:
+            self._pool.prepare_inspection()
 
     def release_database(self) -> None:
         """After a test: let the sessions on its database start ending (see ``ClonePool.release``)."""
