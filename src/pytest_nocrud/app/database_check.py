@@ -182,9 +182,13 @@ class Evidence:
             return None
         return Baseline(dbname, sessions.sessions_on(self.conn, dbname))
 
-    def judge(self, before: Baseline, writes: Sequence[str], own_sessions: int) -> None:
-        """After a test whose app answered ``writes`` (e.g. ``POST /x -> 201``) successfully."""
-        if self.confirmed or not writes:
+    def judge(
+        self, before: Baseline, writes: Sequence[str], own_sessions: int, *, requests: int = 0
+    ) -> None:
+        """After a test whose app answered ``writes`` (e.g. ``POST /x -> 201``) successfully. A test
+        that only read (``requests`` without writes) can confirm the app on its database too -- one
+        reading, never an error: the check is then done, and costs nothing more."""
+        if self.confirmed or not (writes or requests):
             return
         deadline = time.monotonic() + EVIDENCE_SETTLE_S
         while True:
@@ -193,9 +197,11 @@ class Evidence:
                 self.confirmed = True
                 self.close()
                 return
-            if time.monotonic() > deadline:
+            if not writes or time.monotonic() > deadline:
                 break
             time.sleep(0.02)  # bounded: only on the way to an error
+        if not writes:
+            return
         raise WrongDatabaseError(
             f"the app answered {len(writes)} write request(s) of this test successfully (e.g. {writes[0]}) "
             f"but never connected to this worker's test database {before.dbname!r}: it writes to some "

@@ -223,13 +223,14 @@ class ClonePool:
         try:
             if self._expected is None or not inspector.connected():
                 return "it could not be inspected"
-            end = admin.end_sessions_statement(
-                self.stable, grace_s=self.session_grace_s, spare=inspector_name(self.stable)
-            )
-            try:
-                now = read_footprint(self._conn, self.stable, first=end)
-            except psycopg.errors.ObjectInUse:
-                return "a session did not end"  # the swap says so in full
+            spare = inspector_name(self.stable)
+            now = read_footprint(self._conn, self.stable, spare=spare)  # the sessions usually ended already
+            if now is not None and now.others:
+                end = admin.end_sessions_statement(self.stable, grace_s=self.session_grace_s, spare=spare)
+                try:
+                    now = read_footprint(self._conn, self.stable, first=end, spare=spare)
+                except psycopg.errors.ObjectInUse:
+                    return "a session did not end"  # the swap says so in full
             if now is None:
                 return "it was dropped or renamed"
             change = now.change_from(self._expected)
@@ -334,17 +335,11 @@ class ClonePool:
                 admin.terminate(self._conn, self.stable, spare=inspector_name(self.stable))
             except psycopg.Error:
                 pass  # only a head start: the next handoff ends them anyway, and reports what broke
-            self.prepare_inspection(early=False)
+            self.prepare_inspection()
 
-    def prepare_inspection(self, *, early: bool = True) -> None:
+    def prepare_inspection(self) -> None:
         """Start connecting the next handoff's look inside the current database (a backend takes a
-        few milliseconds to start: done while pytest finishes the test, not while the next one waits).
-
-        ``early`` (the test body just ended, its teardown is still to run) waits for ``settle`` to be
-        off: until then the app-database check counts the sessions the test's database saw, at
-        teardown, and ours must not be among them."""
-        if early and self.settle:
-            return
+        few milliseconds to start: done while pytest finishes the test, not while the next one waits)."""
         if self._has_stable and self.reuse_off is None and self._inspector is None:
             self._inspector = Inspector(self.info, self.stable)
 

@@ -59,6 +59,23 @@ SELECT pg_stat_get_db_tuples_inserted(d.oid), pg_stat_get_db_tuples_updated(d.oi
   FROM pg_database d WHERE d.datname = {name}
 """
 
+# Sessions on the database, but ours: in the activity list (a backend leaves it after it flushed its
+# counters on exit) or, still starting up, holding the database's lock. Read in a statement of its own,
+# before the footprint: zero then means every earlier session's counters are in.
+OTHERS_SQL = """
+WITH target AS (SELECT oid FROM pg_database WHERE datname = {name}),
+     spared AS (SELECT a.pid FROM pg_stat_get_activity(NULL) a
+                 WHERE {spare} <> '' AND a.application_name = {spare})
+SELECT (SELECT count(*) FROM pg_stat_get_activity(NULL) s
+         WHERE s.datid = (SELECT oid FROM target) AND s.pid <> pg_backend_pid()
+           AND s.pid NOT IN (SELECT pid FROM spared))
+     + (SELECT count(*) FROM pg_locks l
+         WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass
+           AND l.objid = (SELECT oid FROM target) AND l.pid <> pg_backend_pid()
+           AND l.pid NOT IN (SELECT pid FROM spared))
+"""
+
+
 # Shared catalogs are left out: their counters are the whole server's.
 INSIDE_SQL = """
 SELECT coalesce(sum(pg_stat_get_blocks_fetched(c.oid)) FILTER (WHERE c.relkind = 'S'), 0),
@@ -83,6 +100,7 @@ class Footprint:
     shared: tuple[str, ...]  # its pg_database row, settings, comment, labels, subscriptions
     prepared: int  # prepared transactions on it
     slots: int  # replication slots on it
+    others: int = dataclasses.field(default=0, compare=False)  # sessions on it (not a change: ended first)
 
     def after_reset(self, stats_reset: datetime | None) -> Footprint:
         """The footprint once the inside connection reset the database's statistics."""
@@ -103,16 +121,26 @@ class Footprint:
         return None
 
 
-def read_footprint(conn: admin.Conn, dbname: str, *, first: sql.Composable | None = None) -> Footprint | None:
+def read_footprint(
+    conn: admin.Conn, dbname: str, *, first: sql.Composable | None = None, spare: str = ""
+) -> Footprint | None:
     """The database's footprint now (None if it does not exist under that name); ``first`` (ending
-    the sessions on it) runs before, in the same round trip."""
+    the sessions on it) runs before, in the same round trip. ``others`` counts the sessions still on
+    it, ``spare`` (an application_name) and this one left out."""
+    name = sql.Literal(dbname)
     parts = [first] if first is not None else []
-    parts += [sql.SQL("SELECT pg_stat_clear_snapshot()")]
-    parts += [sql.SQL(FOOTPRINT_SQL).format(name=sql.Literal(dbname))]
+    parts += [sql.SQL(OTHERS_SQL).format(name=name, spare=sql.Literal(spare))]
+    parts += [sql.SQL("SELECT pg_stat_clear_snapshot()"), sql.SQL(FOOTPRINT_SQL).format(name=name)]
     cursor = conn.execute(sql.SQL(";").join(parts))
-    while cursor.nextset():
-        pass  # the footprint is the last result
-    return _footprint(cursor.fetchone())
+    if first is not None:
+        cursor.nextset()
+    others: Any = cursor.fetchone()
+    cursor.nextset()
+    cursor.nextset()
+    footprint = _footprint(cursor.fetchone())
+    if footprint is None:
+        return None
+    return dataclasses.replace(footprint, others=int(others[0]) if others else 0)
 
 
 def _footprint(row: Any) -> Footprint | None:

@@ -89,13 +89,22 @@ class AppPart(PoolPart):
             baseline.opened = database.opened
         return baseline
 
+    def test_call_ended(self) -> None:
+        """The test body is over: the next handoff's look inside its database may start connecting --
+        unless the app-database check still counts the sessions of each test's database (at teardown:
+        then ours connects after that, at release). The first test whose app used its database ends
+        that check."""
+        if self._pool is not None and not self._pool.settle:
+            self._pool.prepare_inspection()
+
     def judge_app_database(self, baseline: Baseline, entries: Sequence[object], opened: int) -> None:
         """After the test: stop the run if the app wrote successfully without touching its database."""
         evidence = self._cache.get("app database evidence")
         if not isinstance(evidence, Evidence):
             return
         try:
-            evidence.judge(baseline, successful_writes(entries), opened - baseline.opened)
+            writes = successful_writes(entries)
+            evidence.judge(baseline, writes, opened - baseline.opened, requests=len(entries))
         except (WrongDatabaseError, psycopg.Error) as exc:
             if self._app is not None:
                 self._app.stop()  # no later request may write there

@@ -170,11 +170,6 @@ class PoolPart(TemplatePart):
         except psycopg.Error as exc:
             raise PoolError(f"renaming {self._pool.stable} to {name} failed: {exc}") from None
 
-    def test_call_ended(self) -> None:
-        """The test body is over: the handoff's look inside its database may start connecting."""
-        if self._pool is not None:
-            self._pool.prepare_inspection()
-
     def release_database(self) -> None:
         """After a test: let the sessions on its database start ending (see ``ClonePool.release``)."""
         if self._pool is not None:
