@@ -35,10 +35,12 @@ def postgres_pids(data_dir: Path) -> list[int]:
     return pids_whose_cmdline_has("postgres", str(data_dir))
 
 
-def new_cluster_dir() -> Path:
-    path = CLUSTERS_ROOT / uuid.uuid4().hex[:12]
-    CLUSTERS_ROOT.mkdir(parents=True, exist_ok=True)
-    CLUSTERS_ROOT.chmod(0o755)
+def new_cluster_dir(base: Path | None = None) -> Path:
+    """A fresh directory name for a cluster: under CLUSTERS_ROOT (RAM when roomy), or ``base``."""
+    root = base / "pytest-nocrud-tests" if base is not None else CLUSTERS_ROOT
+    path = root / uuid.uuid4().hex[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
     return path
 
 
@@ -135,12 +137,15 @@ class PasswordServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_password_server(password: str | None = None) -> PasswordServer:
-    """initdb + start a password-protected cluster on a free loopback port (as ``postgres`` when root)."""
+def start_password_server(password: str | None = None, *, durable_on_disk: bool = False) -> PasswordServer:
+    """initdb + start a password-protected cluster on a free loopback port (as ``postgres`` when root).
+
+    ``durable_on_disk``: like a CI service container -- the cluster on a disk (/var/tmp, not RAM) with
+    PostgreSQL's durable defaults (fsync, synchronous_commit, full_page_writes on)."""
     password = password or f"s3cr3t-{uuid.uuid4().hex[:10]}@pw"  # '@' must be URL-quoted in a DSN
     bindir = find_bindir(None)
     run_as = _RunAs.for_current_process()
-    root = new_cluster_dir()
+    root = new_cluster_dir(Path("/var/tmp") if durable_on_disk else None)
     run_as.own(root)
     pwfile = root / "pwfile"
     pwfile.write_text(password + "\n")
@@ -162,6 +167,8 @@ def start_password_server(password: str | None = None) -> PasswordServer:
         port = int(probe.getsockname()[1])
     settings = {"listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off",
                 "full_page_writes": "off", "max_connections": "200"}  # fmt: skip
+    if durable_on_disk:
+        settings.update(fsync="on", synchronous_commit="on", full_page_writes="on")
     args = [str(bindir / "postgres"), "-D", str(data), "-k", str(sock), "-p", str(port)]
     for name, value in settings.items():
         args += ["-c", f"{name}={value}"]

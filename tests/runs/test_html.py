@@ -70,7 +70,10 @@ def test_run_report_perf_record_and_coverage_of_an_example_run(data_dir: Path, t
     # -- terminal summary block
     page = tmp_path / "report" / "run.html"
     assert f"HTML report: {page}" in out, out
-    startup = r"^startup: server (\d+ ms|already running); app gw\d \d+ ms, gw\d \d+ ms$"
+    startup = (
+        r"^startup: server (\d+ ms|already running); app gw\d \d+ ms, gw\d \d+ ms;"
+        r" critical path [\d.]+ s \([^)]*\)$"
+    )
     assert re.search(startup, out, re.MULTILINE), out
     assert re.search(
         r"^  tag +C ✘ R - L - U - D - gone -  FAILED \(tests/test_readme_examples.py::test_tag_crud\)$",

@@ -280,7 +280,12 @@ def test_failing_sql_file_is_reported_by_file_and_line_once_per_run(
     out = result.stdout.str()
     full = out.count("    3 | SELECT * FROM no_such_table;")
     brief = out.count("full error in the first failing test of this worker")
-    earlier = out.count("failed earlier in this run (worker gw")  # the other worker: built no more
+    # the other worker built no more; the summary's SETUP FAILED line may quote one of these: not counted
+    earlier = sum(
+        line.count("failed earlier in this run (worker gw")
+        for line in out.splitlines()
+        if not line.lstrip().startswith("SETUP FAILED")
+    )
     workers = {
         w for w in ("gw0", "gw1") if re.search(rf"\[{w}\] \[\s*\d+%\] ERROR \S*test_needs_template", out)
     }
