@@ -10,7 +10,11 @@ hits every variant alike. Data directories live where the plugin's default puts 
 ``server.default_home()``: RAM when /dev/shm is roomy, else a disk cache), named nocrud-bench-*. Every
 server started here is stopped and every directory removed before exit, even on failure.
 
-Usage: .venv/bin/python bench/startup.py [--cold 9] [--warm 15] [--runs 5] [--no-write]
+``--ide`` measures instead what an IDE's "run test" does (issue 22 item 5): one example_app test by
+node id on a warm data dir and template (goal: ≤ 1.0 s on a quiet machine), the startup line's critical
+path, and ``--collect-only`` of example_app (which must start no process and touch no database).
+
+Usage: .venv/bin/python bench/startup.py [--cold 9] [--warm 15] [--runs 5] [--ide] [--no-write]
 """
 
 from __future__ import annotations
@@ -292,6 +296,46 @@ def cleanup() -> list[int]:
     return survivors
 
 
+IDE_HEADING = "## The single test from the IDE (issue 22 item 5)"
+IDE_TEST = "tests/test_auth.py::test_me_is_403_when_anonymous"
+IDE_TARGET = 1.0
+
+
+def bench_ide(n_runs: int) -> str:
+    example = Path(__file__).resolve().parent.parent / "example_app"
+    data_dir = new_home()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOCRUD_")}
+    env["NOCRUD_DATA_DIR"] = str(data_dir)
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q"]
+    subprocess.run([*base, IDE_TEST], cwd=example, env=env, capture_output=True, check=True)  # warm up
+    single, collect, paths = [], [], []
+    for i in range(n_runs):
+        t0 = time.perf_counter()
+        out = subprocess.run([*base, IDE_TEST], cwd=example, env=env, capture_output=True, text=True).stdout
+        single.append(time.perf_counter() - t0)
+        paths.append(next((line for line in out.splitlines() if line.startswith("startup:")), "?"))
+        empty = new_home()
+        env_c = {**env, "NOCRUD_DATA_DIR": str(empty / "never")}
+        t0 = time.perf_counter()
+        subprocess.run([*base, "--collect-only"], cwd=example, env=env_c, capture_output=True, check=True)
+        collect.append(time.perf_counter() - t0)
+        if (empty / "never").exists():
+            raise SystemExit("--collect-only created the data dir: it touched PostgreSQL")
+        remove_home(empty)
+        log(f"ide run #{i + 1}: single test {single[-1]:.2f} s, collect-only {collect[-1]:.2f} s; {paths[-1]}")
+    remove_home(data_dir)
+    one = Stats(tuple(single))
+    return "\n\n".join(
+        [
+            machine_line() + f"  \nCommand: `{COMMAND} --ide --runs {n_runs}`; {load()}",
+            f"- {verdict('single test by node id (warm)', one.median, IDE_TARGET)}",
+            stats_table([("`pytest -p no:xdist " + IDE_TEST + "` (warm)", one),
+                         ("`pytest --collect-only` of example_app (no process, no database)", Stats(tuple(collect)))]),
+            "The startup line of the last run: `" + paths[-1] + "`",
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", type=int, default=9, help="cold acquire repetitions")
@@ -299,7 +343,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="whole pytest runs per variant")
     parser.add_argument("--quiet-wait", type=float, default=300, help="max s to wait for idle CPUs")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS.name} alone")
+    parser.add_argument("--ide", action="store_true", help="the single example test from an IDE instead")
     args = parser.parse_args()
+    if args.ide:
+        try:
+            body = bench_ide(args.runs)
+        finally:
+            cleanup()
+        print(f"{IDE_HEADING}\n\n{body}")
+        if not args.no_write:
+            update_section(IDE_HEADING, body)
+        return 0
     os.sync()  # flush earlier work's dirty pages now, not during the first cold initdbs
     idle = wait_until_quiet(args.quiet_wait, log=log)
     loads = f"before: CPU idle {idle:.0%}, {load()}"
