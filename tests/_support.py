@@ -209,3 +209,47 @@ class JsonHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 """
+
+
+#: An app with one table, ``item(name text PRIMARY KEY)`` seeded with ``seed``, and a ``ticket``
+#: sequence (``ITEMS_SCHEMA``): ``GET /items`` lists the names, ``POST /items`` adds one (500 once the
+#: table holds ``ITEMS_LIMIT`` rows, when that is set), ``POST /tickets`` takes a ``nextval()``,
+#: ``GET /forbidden`` answers 403 without touching the database.
+ITEMS_APP = JSON_HANDLER + r'''
+import json, os, sys
+import http.server
+import psycopg
+
+DSN = os.environ["DATABASE_URL"]
+LIMIT = int(os.environ.get("ITEMS_LIMIT") or 1_000_000)
+
+class Handler(JsonHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/forbidden":
+            return self._send(403, {"detail": "no"})
+        if self.path == "/":
+            return self._send(200, {"ok": True})
+        with psycopg.connect(DSN) as conn:
+            rows = conn.execute("SELECT name FROM item ORDER BY name").fetchall()
+        self._send(200, [row[0] for row in rows])
+
+    def do_POST(self):
+        with psycopg.connect(DSN) as conn:
+            if self.path == "/tickets":
+                return self._send(201, {"number": conn.execute("SELECT nextval('ticket')").fetchone()[0]})
+            name = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["name"]
+            count = conn.execute("SELECT count(*) FROM item").fetchone()[0]
+            if count >= LIMIT:  # a state-dependent bug, on when ITEMS_LIMIT is set
+                return self._send(500, {"detail": f"table full at {count} items"})
+            conn.execute("INSERT INTO item VALUES (%s)", [name])
+        self._send(201, {"name": name})
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''  # noqa: S608 - an app's source text, not a query
+
+ITEMS_SCHEMA = (
+    "CREATE TABLE item (name text PRIMARY KEY); INSERT INTO item VALUES ('seed'); CREATE SEQUENCE ticket;"
+)

@@ -16,6 +16,7 @@ from .flows.auth import AsBearer, AsUser, ClientFactory, Login, new_client
 from .flows.baked import BAKED
 from .flows.locate import use_openapi_path
 from .flows.timeline import RequestLog, make_client
+from .pg.conninfo import ConnInfo
 from .pg.server import PostgresServer
 from .pg.template import Template
 from .pg.testdb import TestDatabase
@@ -49,23 +50,46 @@ def nocrud_template(request: pytest.FixtureRequest, nocrud_postgres: PostgresSer
 
 @pytest.fixture
 def nocrud_db(request: pytest.FixtureRequest, nocrud_template: Template) -> Iterator[TestDatabase]:
-    """This test's fresh database: ``.name``, ``.dsn``, ``.connect()``."""
+    """This test's fresh database: ``.name``, ``.dsn``, ``.connect()``, ``.reset()``."""
     runtime = runtime_of(request.config)
     started, clock = time.time(), time.perf_counter()
     database = TestDatabase(_or_fail(runtime.fresh_database))
     _state(request).trace.handoff = (started, time.perf_counter() - clock)
+    database._fresh = lambda: _fresh_mid_test(request, database)
     yield database
+    database._fresh = None
     database.close()
     state = _state(request)
     try:
-        baseline = state.app_db_baseline
-        if baseline is not None:
-            entries = state.requests.entries if state.requests is not None else []
-            judge = lambda: runtime.judge_app_database(baseline, entries, database.opened)  # noqa: E731
-            _or_fail(judge, stop=request.session)
+        _judge_app_database(request, database)
     finally:
         if state.kept is None:  # a kept failed-test database was renamed away already
             runtime.release_database()
+
+
+def _fresh_mid_test(request: pytest.FixtureRequest, database: TestDatabase) -> ConnInfo:
+    """``nocrud_db.reset()``: judge the app-database evidence of the part before (it dies with that
+    database), hand over the next database, and start the request log's next segment."""
+    runtime, state = runtime_of(request.config), _state(request)
+    _judge_app_database(request, database)
+    info = _or_fail(runtime.reset_database)
+    if state.requests is not None:
+        state.requests.new_database()
+    if state.app_db_baseline is not None:
+        state.app_db_baseline = _or_fail(lambda: runtime.app_database_baseline(database))
+        state.app_db_from = len(state.requests) if state.requests is not None else 0
+    return info
+
+
+def _judge_app_database(request: pytest.FixtureRequest, database: TestDatabase) -> None:
+    """Stop the run if the app wrote successfully without touching this test's database."""
+    runtime, state = runtime_of(request.config), _state(request)
+    baseline = state.app_db_baseline
+    if baseline is None:
+        return
+    entries = state.requests.since(state.app_db_from) if state.requests is not None else []
+    judge = lambda: runtime.judge_app_database(baseline, entries, database.opened)  # noqa: E731
+    _or_fail(judge, stop=request.session)
 
 
 def _app_scope(fixture_name: str, config: pytest.Config) -> str:

@@ -85,6 +85,17 @@ class SerialRuntime(Runtime):
             self._setup = None  # the reset wiped what the setups made: they run again on first use
         return self.db
 
+    def reset_database(self) -> ConnInfo:
+        """``nocrud_db.reset()`` in serial mode: the reset command again (there is no clone pool)."""
+        if not self.settings.serial_reset:
+            raise SerialError(
+                "nocrud_db.reset() needs a way to reset the database in serial mode: set "
+                "nocrud_serial_reset to a command that restores it (it runs before each test, too)."
+            )
+        info = self.fresh_database()
+        self._mid_test_resets += 1
+        return info
+
     @property
     def app_per_test(self) -> bool:
         return False  # the app is not ours to start

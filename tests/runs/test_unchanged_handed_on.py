@@ -1,8 +1,8 @@
 """A real app and a real run: tests that changed nothing hand their database on, the others do not.
 
-The app reads and writes its table through ``DATABASE_URL`` with one connection per request, answers
-403 without touching the database, and hands out ticket numbers from a sequence (``nextval()`` alone,
-no row written). In a fixed order (no xdist), each test checks what it sees, so a database handed on
+The app (``_support.ITEMS_APP``) reads and writes its table through ``DATABASE_URL``, answers 403
+without touching the database, and hands out ticket numbers from a sequence (``nextval()`` alone, no
+row written). In a fixed order (no xdist), each test checks what it sees, so a database handed on
 after a write or a ``nextval()`` would fail the next test -- and the summary counts the reuses.
 """
 
@@ -12,38 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _support import JSON_HANDLER, run_inner
-
-APP = JSON_HANDLER + r'''
-import json, os, sys
-import http.server
-import psycopg
-
-DSN = os.environ["DATABASE_URL"]
-
-class Handler(JsonHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path == "/forbidden":
-            return self._send(403, {"detail": "no"})
-        if self.path == "/":
-            return self._send(200, {"ok": True})
-        with psycopg.connect(DSN) as conn:
-            rows = conn.execute("SELECT name FROM item ORDER BY name").fetchall()
-        self._send(200, [row[0] for row in rows])
-
-    def do_POST(self):
-        with psycopg.connect(DSN) as conn:
-            if self.path == "/tickets":
-                return self._send(201, {"number": conn.execute("SELECT nextval('ticket')").fetchone()[0]})
-            name = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["name"]
-            conn.execute("INSERT INTO item VALUES (%s)", [name])
-        self._send(201, {"name": name})
-
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+from _support import ITEMS_APP, ITEMS_SCHEMA, run_inner
 
 TESTS = """
 import pytest
@@ -82,11 +51,9 @@ nocrud_app_command = {python} app.py {port}
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    (pytester.path / "app.py").write_text(APP)
+    (pytester.path / "app.py").write_text(ITEMS_APP)
     pytester.makepyfile(test_order=TESTS)
-    (pytester.mkdir("schema") / "001.sql").write_text(
-        "CREATE TABLE item (name text PRIMARY KEY); INSERT INTO item VALUES ('seed'); CREATE SEQUENCE ticket;"
-    )
+    (pytester.mkdir("schema") / "001.sql").write_text(ITEMS_SCHEMA)
     pytester.makeini(INI)
     return pytester
 

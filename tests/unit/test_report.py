@@ -110,6 +110,17 @@ def test_handoffs_say_how_many_kept_an_unchanged_database_and_the_pools_backgrou
     ) in lines
 
 
+def test_mid_test_resets_are_counted_among_the_handoffs() -> None:
+    lines = summary_lines(
+        [
+            worker("gw0", handoff_ms=[1.0, 2.0, 3.0], handoff_reused=1, mid_test_resets=2),
+            worker("gw1", handoff_ms=[1.0], handoff_reused=0, mid_test_resets=1),
+        ]
+    )
+    head = "databases handed out: 4 (3 fresh clones, 1 unchanged reused; 3 by nocrud_db.reset())"
+    assert any(line.startswith(head) for line in lines), lines
+
+
 def test_the_reason_reuse_was_off_is_said() -> None:
     lines = summary_lines(
         [worker("main", handoff_ms=[1.0], handoff_reused=0, reuse_off="track_counts is off on the server")]

@@ -169,6 +169,8 @@ class RequestLog:
         self._entries: list[RequestRecord] = []
         #: Results of the flows run with this log (``Flow.run`` appends): the run report's CRUD matrix.
         self.flow_results: list[Any] = []
+        #: Where each fresh database swapped in mid-test (``nocrud_db.reset()``) began, as positions.
+        self.database_marks: list[int] = []
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -231,6 +233,10 @@ class RequestLog:
         """An opaque position; ``since(mark)`` returns what was recorded after it."""
         return len(self)
 
+    def new_database(self) -> None:
+        """The requests after this ran on a fresh database (``nocrud_db.reset()``)."""
+        self.database_marks.append(len(self))
+
     def since(self, mark: int) -> list[RequestRecord]:
         """Entries recorded after ``mark`` (e.g. the requests of one flow step)."""
         with self._lock:
@@ -248,12 +254,14 @@ class RequestLog:
         return format_table(self.entries, max_rows=max_rows)
 
 
-def format_table(entries: Iterable[RequestRecord], *, max_rows: int = 50, indent: str = "  ") -> str:
+def format_table(
+    entries: Iterable[RequestRecord], *, max_rows: int = 50, indent: str = "  ", number_from: int = 1
+) -> str:
     """Render ``#  method  path  status  ms`` rows; long logs keep the first and last rows."""
     rows = list(entries)
     if not rows:
         return f"{indent}(no requests)"
-    shown: list[tuple[int, RequestRecord] | None] = list(enumerate(rows, 1))
+    shown: list[tuple[int, RequestRecord] | None] = list(enumerate(rows, number_from))
     if len(rows) > max_rows:
         head = max_rows // 2
         shown = [*shown[:head], None, *shown[len(rows) - (max_rows - head) :]]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from ..errors import UsageError
 from .conninfo import ConnInfo
 
 
@@ -19,6 +22,9 @@ class TestDatabase:
     info: ConnInfo
     _connections: list[psycopg.Connection[Any]] = dataclasses.field(default_factory=list, repr=False)
     opened: int = dataclasses.field(default=0, repr=False)  # connections made: not the app's sessions
+    resets: int = dataclasses.field(default=0, repr=False)  # fresh databases swapped in mid-test
+    # What reset() asks for: the runtime's handoff (the fixture sets it; None outside a test).
+    _fresh: Callable[[], ConnInfo] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -34,6 +40,22 @@ class TestDatabase:
         self.opened += 1
         self._connections.append(conn)
         return conn
+
+    def reset(self) -> float:
+        """Swap a fresh database under the running app, mid-test; returns the milliseconds it took.
+
+        The same handoff as between two tests (the app keeps running on the same database name; its
+        sessions are ended), so each generated example (Hypothesis, schemathesis) or state-machine run
+        starts from the template's state. Connections from ``connect()`` are closed first, as at the
+        end of a test: open new ones after the reset.
+        """
+        if self._fresh is None:
+            raise UsageError("nocrud_db.reset() works only while its test runs")
+        started = time.perf_counter()
+        self.close()
+        self.info = self._fresh()
+        self.resets += 1
+        return (time.perf_counter() - started) * 1000
 
     def close(self) -> None:
         for conn in self._connections:

@@ -251,6 +251,9 @@ def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> HandoffFigures | None
         reused = sum(int(s.get("handoff_reused", 0)) for s in stats)
         clones = len(handoffs) - reused
         split = f"{clones} fresh clone{'' if clones == 1 else 's'}, {reused} unchanged reused"
+        resets = sum(int(s.get("mid_test_resets", 0)) for s in stats)
+        if resets:  # included in the count: a reset is a handoff
+            split += f"; {resets} by nocrud_db.reset()"
         off = sorted({str(s["reuse_off"]) for s in stats if s.get("reuse_off")})
         if off:
             split += f" (reuse off: {'; '.join(off)})"

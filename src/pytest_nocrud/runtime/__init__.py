@@ -57,6 +57,7 @@ class WorkerStats(TypedDict, total=False):
     handoff_reused: int  # handoffs that kept an unchanged database (no clone)
     pool_background_s: float  # the fillers' seconds cloning and dropping
     reuse_off: str  # why unchanged databases were not reused
+    mid_test_resets: int  # handoffs asked for by nocrud_db.reset() (counted in handoff_ms too)
     app_start_ms: float
     app_restarts: int
     template_rebuilds: int
@@ -91,6 +92,8 @@ class Runtime(AppPart):
             out["pool_background_s"] = pool.background_s
             if pool.reuse_off:
                 out["reuse_off"] = pool.reuse_off
+        if self._mid_test_resets:
+            out["mid_test_resets"] = self._mid_test_resets
         if self._app_start_ms is not None:
             out["app_start_ms"] = self._app_start_ms
         if self._app_restarts:

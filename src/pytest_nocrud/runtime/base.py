@@ -77,6 +77,7 @@ class RuntimeBase:
     _app_exits_in_a_row: int = 0  # exits with no test finished on a live app in between
     _app_exit_counted: int = 0  # the AppProcess.starts whose exit is counted already
     _template_rebuilds: int = 0
+    _mid_test_resets: int = 0  # fresh databases swapped in by nocrud_db.reset()
     _requests_seen: int = 0
     _requests_like_delayed_ack: int = 0
     #: ``(what, started epoch s, seconds, ok)`` of each shared resource's first acquisition: the

@@ -170,6 +170,14 @@ class PoolPart(TemplatePart):
         except psycopg.Error as exc:
             raise PoolError(f"renaming {self._pool.stable} to {name} failed: {exc}") from None
 
+    def reset_database(self) -> ConnInfo:
+        """Mid-test (``nocrud_db.reset()``): end the sessions on the current database and hand over
+        the next one -- the current one again if it provably did not change, else a fresh clone."""
+        self.release_database()
+        info = self.fresh_database()
+        self._mid_test_resets += 1
+        return info
+
     def release_database(self) -> None:
         """After a test: let the sessions on its database start ending (see ``ClonePool.release``)."""
         if self._pool is not None:
