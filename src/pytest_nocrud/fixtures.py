@@ -145,6 +145,26 @@ def nocrud_client_factory(nocrud_client: httpx.Client) -> Iterator[ClientFactory
         client.close()
 
 
+@pytest.fixture(scope=_app_scope)  # type: ignore[arg-type]
+def nocrud_openapi_schema(request: pytest.FixtureRequest, nocrud_app: LiveApp) -> Any:
+    """The app's OpenAPI schema as schemathesis loads it, read from the running app at
+    ``nocrud_openapi_path`` (once per worker); for ``schemathesis.pytest.from_fixture``."""
+    from .flows.fuzz import load_schema  # the fuzz extra: imported by tests that fuzz only
+
+    path = runtime_of(request.config).settings.openapi_path or "/openapi.json"
+    with make_client(nocrud_app.url) as client:
+        return _or_fail(lambda: load_schema(client, path))
+
+
+@pytest.fixture
+def nocrud_fuzz(nocrud_db: TestDatabase, nocrud_client: httpx.Client) -> Any:
+    """schemathesis cases on a fresh database each: ``nocrud_fuzz.call(case)``, and
+    ``nocrud_fuzz.state_machine(schema)`` for stateful scenarios (see flows/fuzz.py)."""
+    from .flows.fuzz import Fuzz
+
+    return Fuzz(nocrud_client, nocrud_db.reset)
+
+
 @pytest.fixture(scope="session")
 def nocrud_setup(request: pytest.FixtureRequest, nocrud_template: Template) -> Mapping[str, Any]:
     """What the ``@template_setup`` functions returned, by function name (read-only; one read per worker)."""

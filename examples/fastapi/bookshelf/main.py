@@ -13,18 +13,26 @@ Reads are public; writes need ``Authorization: Bearer <token>`` from ``POST /tok
 flow, form-encoded) or ``POST /auth/login`` (JSON), or the cookie ``POST /session/login`` sets.
 Editors and admins write the catalogue; any user may
 review a book, and only the review's author (or an admin) may change it.
+
+``BOOKSHELF_BREAK=erased_author`` plants a state-dependent bug (the pattern of ``PITCHDESK_BREAK`` in
+example_app) for the fuzz tests: ``DELETE /authors/{id}`` then erases the author's data but keeps the
+row, and ``POST /books`` files the new book under its author's initial -- a 500 for a book of a deleted
+author. Only a sequence finds it: delete an author, then create a book for them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +42,15 @@ from bookshelf.models import ApiToken, Author, Book, Review, Tag, User
 from bookshelf.security import check_password, new_token
 
 app = FastAPI(title="Bookshelf", version="1.0")
+BREAK = {name.strip() for name in os.environ.get("BOOKSHELF_BREAK", "").split(",") if name.strip()}
+ERASED = "erased_author" in BREAK
+
+
+@app.exception_handler(DataError)
+def _value_out_of_range(request: Request, exc: DataError) -> JSONResponse:
+    """An id the database cannot hold (e.g. 2**63 for an integer column): the client's mistake, 422 --
+    found by the fuzz tests, where it was a 500."""
+    return JSONResponse({"detail": "a value is out of range for the database"}, status_code=422)
 DB = Annotated[Session, Depends(get_session)]
 bearer = HTTPBearer(auto_error=False)
 
@@ -153,7 +170,8 @@ def health() -> dict[str, str]:
 
 @app.get("/authors", response_model=list[schemas.AuthorOut], tags=["authors"])
 def list_authors(db: DB) -> Sequence[Author]:
-    return db.scalars(select(Author).order_by(Author.id)).all()
+    query = select(Author).order_by(Author.id)
+    return db.scalars(query.where(Author.name != "") if ERASED else query).all()
 
 
 @app.post("/authors", response_model=schemas.AuthorOut, status_code=201, tags=["authors"])
@@ -167,7 +185,7 @@ def create_author(body: schemas.AuthorIn, db: DB, response: Response, _: Editor)
 
 def _author(db: Session, author_id: int) -> Author:
     author = db.get(Author, author_id)
-    if author is None:
+    if author is None or (ERASED and author.name == ""):
         raise _not_found("author", author_id)
     return author
 
@@ -197,7 +215,11 @@ def replace_author(author_id: int, body: schemas.AuthorIn, db: DB, _: Editor) ->
 
 @app.delete("/authors/{author_id}", status_code=204, tags=["authors"])
 def delete_author(author_id: int, db: DB, _: Editor) -> None:
-    db.delete(_author(db, author_id))  # the database cascades to the author's books
+    author = _author(db, author_id)
+    if ERASED:  # the planted bug: erase the data, keep the row (and the books)
+        author.name, author.birth_year, author.country = "", None, None
+    else:
+        db.delete(author)  # the database cascades to the author's books
     db.commit()
 
 
@@ -248,6 +270,9 @@ def list_books(db: DB, author_id: int | None = None) -> list[schemas.BookOut]:
 def create_book(body: schemas.BookIn, db: DB, _: Editor) -> schemas.BookOut:
     tags = _check_refs(db, body.author_id, body.tag_ids) or []
     _isbn_free(db, body.isbn)
+    if ERASED:  # the shelf label: the author's initial (an erased author has none: IndexError, 500)
+        shelf = db.get(Author, body.author_id).name[0].upper()  # type: ignore[union-attr]
+        app.state.last_shelf = shelf
     book = Book(**body.model_dump(exclude={"tag_ids"}), tags=tags)
     db.add(book)
     db.commit()

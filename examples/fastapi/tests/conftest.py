@@ -12,7 +12,16 @@ import httpx
 import pytest
 from bookshelf_api import ADMIN, EDITOR, EDITOR2, READER
 
+from pytest_nocrud import bake_login, template_setup
+
 Factory = Callable[..., httpx.Client]
+
+
+@template_setup
+def logins(client: httpx.Client) -> dict[str, object]:
+    """The editor's token is in the template: every database has it, a fresh one per fuzz case too
+    (a token from a live login would be gone after ``nocrud_db.reset()``)."""
+    return {"editor": bake_login(client, EDITOR, check="/me")}
 
 
 @pytest.fixture
