@@ -353,3 +353,43 @@ def test_names_beyond_63_bytes_are_refused_before_reaching_the_server(server: Co
             admin.drop(conn, name)
         truncated = name.encode()[:63].decode(errors="ignore")
         assert not truncated or not admin.exists(conn, truncated), "nothing was created under a cut name"
+
+
+def test_a_session_inside_a_transaction_is_left_to_finish_it_before_it_is_ended(server: ConnInfo) -> None:
+    """An app answers before its clean-up (FastAPI closes the request's session after the response):
+    ending it mid-ROLLBACK made the app drop the client's connection. The end waits for it first."""
+    name = f"settle_{uuid.uuid4().hex[:8]}"
+    with admin.connect(server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        busy = psycopg.connect(server.with_db(name).dsn)
+        busy.execute("SELECT 1")  # a transaction is open: the app's request is not done yet
+        ended: list[BaseException | None] = []
+
+        def end() -> None:
+            try:
+                with admin.connect(server) as admin_conn:
+                    admin_conn.execute(admin.end_sessions_statement(name, grace_s=60, settle_s=30))
+                ended.append(None)
+            except BaseException as exc:  # noqa: BLE001 - the main thread asserts on it
+                ended.append(exc)
+
+        ender = threading.Thread(target=end)
+        ender.start()
+        running = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO $nocrud$%' AND state = 'active'"
+        with admin.connect(server) as watch:
+            for _ in range(10_000):  # until the end statement runs (polling a state, bounded)
+                watch.execute("SELECT pg_stat_clear_snapshot()")
+                if watch.execute(running).fetchone() == (1,):
+                    break
+            else:
+                pytest.fail("the end statement never ran")
+        busy.commit()  # inside the settle window: not ended mid-transaction
+        ender.join(timeout=60)
+        assert ended == [None]
+        with pytest.raises(psycopg.OperationalError):
+            busy.execute("SELECT 1")  # once idle, it was ended
+        busy.close()
+    finally:
+        with admin.connect(server) as conn:
+            admin.drop(conn, name)

@@ -97,7 +97,9 @@ def allow_connections(conn: Conn, name: str, allow: bool = True) -> None:
     )
 
 
-def end_sessions_statement(dbname: str, *, grace_s: float, spare: str = "") -> sql.Composed:
+def end_sessions_statement(
+    dbname: str, *, grace_s: float, spare: str = "", settle_s: float = 0.1
+) -> sql.Composed:
     """End every session on ``dbname`` and wait, on the server, until they are really gone.
 
     ``ALTER DATABASE ... RENAME`` refuses to run while another session is on the database and waits
@@ -113,17 +115,27 @@ def end_sessions_statement(dbname: str, *, grace_s: float, spare: str = "") -> s
     and then sleeps in 100 ms steps as well. A session that outlives
     ``grace_s`` raises ``object_in_use`` naming it (pid, application_name, client address).
     Sessions whose application_name is ``spare`` stay (the handoff's look inside the database).
+
+    For the first ``settle_s`` only idle sessions are ended: a session inside a statement or a
+    transaction is left to finish it. An app answers before its request's clean-up is done (FastAPI
+    closes the request's database session after sending the response); ended in the middle of its
+    ROLLBACK, the app fails that clean-up and drops the client's keep-alive connection, and the next
+    request of a test that goes on (``nocrud_db.reset()``) gets "connection reset by peer".
     """
     body = sql.SQL(
         """
 DECLARE
   deadline timestamptz := clock_timestamp() + make_interval(secs => {grace});
+  settled timestamptz := clock_timestamp() + make_interval(secs => {settle});
   target oid := (SELECT oid FROM pg_database WHERE datname = {name});
   left_over record;
 BEGIN
   LOOP
     PERFORM pg_stat_clear_snapshot();
-    SELECT s.pid, s.application_name, s.client_addr, count(pg_terminate_backend(s.pid)) OVER () AS n
+    SELECT s.pid, s.application_name, s.client_addr,
+           count(CASE WHEN s.state IS NULL OR s.state IN ('idle', 'disabled') OR clock_timestamp() > settled
+                      THEN pg_terminate_backend(s.pid) END) OVER () AS ended,
+           count(*) OVER () AS n
       INTO left_over
       FROM pg_stat_get_activity(NULL) AS s
      WHERE s.datid = target AND s.pid <> pg_backend_pid()
@@ -150,20 +162,26 @@ BEGIN
     PERFORM pg_sleep(0.0002);
   END LOOP;
 END"""
-    ).format(name=sql.Literal(dbname), grace=sql.Literal(grace_s), spare=sql.Literal(spare))
+    ).format(
+        name=sql.Literal(dbname),
+        grace=sql.Literal(grace_s),
+        settle=sql.Literal(min(settle_s, grace_s)),
+        spare=sql.Literal(spare),
+    )
     return sql.SQL("DO $nocrud$") + body + sql.SQL("$nocrud$")
 
 
 def terminate(conn: Conn, name: str, *, wait_ms: int = 0, spare: str = "") -> None:
     """End every other session on ``name``; with ``wait_ms`` wait until they are really gone. Without
-    waiting, sessions whose application_name is ``spare`` are left alone."""
+    waiting, only idle sessions are ended (one inside a statement or transaction is left to finish: see
+    ``end_sessions_statement``), and those whose application_name is ``spare`` are left alone."""
     if wait_ms:
         conn.execute(end_sessions_statement(name, grace_s=wait_ms / 1000))
     else:
         conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_get_activity(NULL) "
             "WHERE pid <> pg_backend_pid() AND datid = (SELECT oid FROM pg_database WHERE datname = %s) "
-            "AND application_name IS DISTINCT FROM %s",
+            "AND application_name IS DISTINCT FROM %s AND state = 'idle'",  # busy ones: the handoff's
             [name, spare],
         )
 
