@@ -62,9 +62,25 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_a_pool_that_cannot_keep_up_is_named() -> None:
     behind = summary_lines([worker("gw0", handoff_ms=[30.0] * 40, handoff_waits=20)])
-    assert any(line.startswith("note: 20 of 40 handoffs waited for a clone") for line in behind), behind
+    assert any(line.startswith("note: 20 of 40 handoffs (50%) waited for a clone") for line in behind), behind
+    assert any("a bigger template costs more per clone" in line for line in behind), behind
     fine = summary_lines([worker("gw0", handoff_ms=[1.0] * 100, handoff_waits=3)])
     assert not any("handoffs waited" in line for line in fine)
+
+
+def test_a_pool_behind_a_disk_backed_server_says_by_how_much_and_to_turn_fsync_off() -> None:
+    stats = [
+        worker("gw0", handoff_ms=[300.0] * 30 + [2.0] * 30, handoff_waits=30, handoff_waited_ms=9000.0,
+               server_fsync=True),
+        worker("gw1", handoff_ms=[2.0] * 60, handoff_waits=0, handoff_waited_ms=0.0, server_fsync=True),
+    ]  # fmt: skip
+    notes = [line for line in summary_lines(stats) if line.startswith("note: ")]
+    assert notes == [
+        "note: 30 of 120 handoffs (25%) waited for a clone, 9.0 s in all: the server runs with fsync on, so "
+        "every clone is written through to disk. For a test-only server (a CI service container) start it "
+        "with -c fsync=off -c full_page_writes=off -c synchronous_commit=off, or its data dir on tmpfs. "
+        "See README, 'When the pool cannot keep up'."
+    ], notes
 
 
 def test_filler_budget_leaves_the_other_workers_their_cores() -> None:

@@ -108,6 +108,7 @@ class ClonePool:
         self.reused = 0  # handoffs that kept an unchanged database
         self.background_s = 0.0  # seconds the fillers spent cloning and dropping
         self.waits = 0  # handoffs that found no ready clone
+        self.waited_ms = 0.0  # what those handoffs took in all
         self.swap_retries = 0  # swaps refused because a session was on the database at the rename
         self._seq = itertools.count(1)
         self._ready: deque[str] = deque()
@@ -183,7 +184,8 @@ class ClonePool:
         self._close_inspector()
         self._note_pace(started, cloned=True)
         with self._cond:
-            if not self._ready and self.handoff_ms:  # the first one always waits: the pool just started
+            waited = not self._ready and bool(self.handoff_ms)  # the first always waits: just started
+            if waited:
                 self.waits += 1  # the fillers fell behind: this test waits for a CREATE DATABASE
                 if len(self._fillers) < self.max_fillers:
                     self._add_filler()
@@ -209,6 +211,8 @@ class ClonePool:
                 self._cond.notify_all()
         elapsed = (time.perf_counter() - started) * 1000
         self.handoff_ms.append(elapsed)
+        if waited:
+            self.waited_ms += elapsed
         return elapsed
 
     def _change_in_current(self) -> str | None:

@@ -53,8 +53,7 @@ def summary_lines(
         head = f"databases handed out: {handoffs.count}" + (f" ({handoffs.split})" if handoffs.split else "")
         tail = [part for part in (handoffs.waits, handoffs.background) if part]
         lines.append("; ".join([head, f"handoff {handoffs.spread}", *tail]))
-        total_waits = sum(int(s.get("handoff_waits", 0)) for s in per_process)
-        lines.extend(pool_note(total_waits, handoffs.count))
+        lines.extend(pool_note(per_process, handoffs.count))
     if coverage_line:
         lines.append(coverage_line)
     lines.extend(_setup_errors(per_process))
@@ -191,14 +190,26 @@ def crud_matrix(records: Sequence[TestRecord]) -> list[str]:
     return lines
 
 
-def pool_note(waits: int, handoffs: int) -> list[str]:
-    """Say so when the clone pool could not keep up: tests then pay a whole CREATE DATABASE each."""
+def pool_note(per_process: Sequence[Mapping[str, Any]], handoffs: int) -> list[str]:
+    """Say so when the clone pool could not keep up -- tests then pay a whole CREATE DATABASE each --
+    by how much, and what to change: a server that writes each clone to disk wants fsync off (a
+    throwaway test server loses nothing by it), else the template's size is what costs."""
+    waits = sum(int(s.get("handoff_waits", 0)) for s in per_process)
     if waits < 5 or waits * 10 < handoffs:
         return []
-    return [
-        f"note: {waits} of {handoffs} handoffs waited for a clone: cloning the template takes longer than "
-        "a test. A bigger template costs more per clone; see README, 'When the pool cannot keep up'."
-    ]
+    waited_s = sum(float(s.get("handoff_waited_ms", 0.0)) for s in per_process) / 1000
+    how_much = f"{waits} of {handoffs} handoffs ({waits * 100 // handoffs}%) waited for a clone"
+    if waited_s:
+        how_much += f", {waited_s:.1f} s in all"
+    if any(s.get("server_fsync") for s in per_process):
+        advice = (
+            "the server runs with fsync on, so every clone is written through to disk. For a test-only "
+            "server (a CI service container) start it with -c fsync=off -c full_page_writes=off -c "
+            "synchronous_commit=off, or its data dir on tmpfs"
+        )
+    else:
+        advice = "cloning the template takes longer than a test; a bigger template costs more per clone"
+    return [f"note: {how_much}: {advice}. See README, 'When the pool cannot keep up'."]
 
 
 def delayed_ack_note(per_process: Sequence[Mapping[str, Any]]) -> list[str]:

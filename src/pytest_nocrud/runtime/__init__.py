@@ -57,6 +57,8 @@ class WorkerStats(TypedDict, total=False):
     handoff_reused: int  # handoffs that kept an unchanged database (no clone)
     pool_background_s: float  # the fillers' seconds cloning and dropping
     reuse_off: str  # why unchanged databases were not reused
+    handoff_waited_ms: float  # what the handoffs that waited for a clone took in all
+    server_fsync: bool  # the server writes through to disk (fsync on): clones cost disk writes
     mid_test_resets: int  # handoffs asked for by nocrud_db.reset() (counted in handoff_ms too)
     app_start_ms: float
     app_restarts: int
@@ -88,10 +90,13 @@ class Runtime(AppPart):
         if pool is not None:
             out["handoff_ms"] = list(pool.handoff_ms)
             out["handoff_waits"] = pool.waits
+            out["handoff_waited_ms"] = pool.waited_ms
             out["handoff_reused"] = pool.reused
             out["pool_background_s"] = pool.background_s
             if pool.reuse_off:
                 out["reuse_off"] = pool.reuse_off
+        if self._server_fsync is not None:
+            out["server_fsync"] = self._server_fsync
         if self._mid_test_resets:
             out["mid_test_resets"] = self._mid_test_resets
         if self._app_start_ms is not None:

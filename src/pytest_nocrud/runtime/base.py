@@ -78,6 +78,7 @@ class RuntimeBase:
     _app_exit_counted: int = 0  # the AppProcess.starts whose exit is counted already
     _template_rebuilds: int = 0
     _mid_test_resets: int = 0  # fresh databases swapped in by nocrud_db.reset()
+    _server_fsync: bool | None = None  # the server's fsync setting, read when the pool starts
     _requests_seen: int = 0
     _requests_like_delayed_ack: int = 0
     #: ``(what, started epoch s, seconds, ok)`` of each shared resource's first acquisition: the

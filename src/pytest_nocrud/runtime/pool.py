@@ -47,6 +47,7 @@ class PoolPart(TemplatePart):
         with admin.connect(server.admin, purpose="gc") as conn:
             collect_garbage(conn)
             fsync_on = admin.fsync_enabled(conn)
+        self._server_fsync = fsync_on
         if self._cluster is not None:
             self._cluster.keep_reserve()  # dead runs' databases are gone: room for it again, maybe
         strategy = choose_strategy(self.settings.clone_strategy, server_major=server.major, fsync_on=fsync_on)
