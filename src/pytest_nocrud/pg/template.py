@@ -175,7 +175,9 @@ class TemplateRequest:
     use: LayerUse | None = None  # marks the layers in use (default: a new one for this process's life)
     require_objects: bool = True  # a full schema build that created nothing is refused
     worker: str = ""  # names this process in the one-line message other workers get on a failure
-    cache: archives.TemplateCache | None = None  # restore from / write to this cache (nocrud_template_cache)
+    #: The template cache to restore from and write to (``nocrud_template_cache``), asked for only when
+    #: the template is missing (finding its tools may take a look around the disk, or say one line).
+    cache: Callable[[], archives.TemplateCache | None] | None = None
 
     @property
     def name(self) -> str:
@@ -201,8 +203,9 @@ def ensure_template(request: TemplateRequest) -> Template:
     if found is not None:
         layers.touch_if_present(request.schema_name)
         return _template(request.keys, found)
-    if request.cache is not None and not request.rebuild:
-        found = layers.restore(request, request.cache)
+    cache = request.cache() if request.cache is not None else None
+    if cache is not None and not request.rebuild:
+        found = layers.restore(request, cache)
         if found is not None:
             template = _template(request.keys, found)
             if found.built_here:
@@ -213,22 +216,28 @@ def ensure_template(request: TemplateRequest) -> Template:
     template = _template(request.keys, data_layer)
     if data_layer.built_here:
         request.progress(f"template {request.name} {template.how}")
-        if request.cache is not None:
+        if cache is not None:
             try:
-                export_template(request, request.cache)
+                export_template(request.server, request.keys, cache, progress=request.progress)
             except (archives.CacheRefused, OSError, psycopg.Error) as exc:  # the run goes on without it
                 request.progress(
                     f"pytest-nocrud: template cache: could not write "
-                    f"{request.cache.archive(request.keys.data.key)}: {request.server.redact(str(exc))}"
+                    f"{cache.archive(request.keys.data.key)}: {request.server.redact(str(exc))}"
                 )
     return template
 
 
-def export_template(request: TemplateRequest, cache: archives.TemplateCache, *, force: bool = False) -> Path:
-    """Write the archive of the finalized template ``request.keys`` into ``cache`` (both layers, their
-    notes): under the archive's file lock and the data layer's advisory lock, atomically. An archive
-    that a full check finds usable is kept as it is (``force``: written anyway). Returns its path."""
-    keys, server = request.keys, request.server
+def export_template(
+    server: ConnInfo,
+    keys: LayerKeys,
+    cache: archives.TemplateCache,
+    *,
+    progress: Progress = lambda message: None,
+    force: bool = False,
+) -> Path:
+    """Write the archive of the finalized template ``keys`` into ``cache`` (both layers, their notes):
+    under the archive's file lock and the data layer's advisory lock, atomically. An archive that a
+    full check finds usable is kept as it is (``force``: written anyway). Returns its path."""
     destination = cache.archive(keys.data.key)
     with cache.locked(keys.data.key):
         if not force and archives.verified(
@@ -253,7 +262,7 @@ def export_template(request: TemplateRequest, cache: archives.TemplateCache, *, 
                 notes=notes,
             )
             archives.write_archive(destination, manifest, dumps)
-    request.progress(f"template cache: wrote {destination}")
+    progress(f"template cache: wrote {destination}")
     return destination
 
 
@@ -808,6 +817,7 @@ __all__ = [
     "Template",
     "collect_layers",
     "ensure_template",
+    "export_template",
     "layer_keys",
     "preview_template",
 ]
