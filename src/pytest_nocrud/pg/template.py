@@ -243,6 +243,7 @@ def export_template(
         if not force and archives.verified(
             destination, key=keys.data.key, schema_key=keys.schema.key, pg_major=cache.tools.major
         ):
+            progress(f"template cache: {destination} is up to date")
             return destination
         with cache.workdir() as work, admin.connect(server, purpose="cache export") as conn:
             with admin.advisory_lock(conn, keys.name):  # GC leaves our export clones alone meanwhile
