@@ -218,7 +218,9 @@ def ensure_template(request: TemplateRequest) -> Template:
         request.progress(f"template {request.name} {template.how}")
         if cache is not None:
             try:
-                export_template(request.server, request.keys, cache, progress=request.progress)
+                export_template(
+                    request.server, request.keys, cache, progress=request.progress, force=request.rebuild
+                )
             except (archives.CacheRefused, OSError, psycopg.Error) as exc:  # the run goes on without it
                 request.progress(
                     f"pytest-nocrud: template cache: could not write "
