@@ -8,7 +8,9 @@
                          come and go -- until ``nocrud server stop``, which stops it unless a run uses it
 ``nocrud scaffold``      start the app as a run would, read its OpenAPI schema, write a test file with
                          one CrudFlow per collection resource (never overwriting a file)
-``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests
+``nocrud build``         build (or reuse) the project's template exactly as a test run would, no tests;
+                         ``--import DIR``: restore it from a template cache directory instead;
+                         ``--export DIR``: then write its archive there
 ``nocrud preview``       what a build would do now (layers, SQL of each file), touching nothing
 ``nocrud key``           the template keys a test run will need (``schema <hex>``, ``template <hex>``),
                          for a CI cache key: the same on every machine and path; ``--short``: one line
@@ -94,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
         "build", parents=common, help="build (or reuse) the template as a test run would"
     )
     build.add_argument("--rebuild", action="store_true", help="discard the template and build it again")
+    build.add_argument("--export", type=Path, metavar="DIR",
+                       help="then write the template's archive into DIR (a template cache directory)")
+    build.add_argument("--import", dest="import_dir", type=Path, metavar="DIR",
+                       help="restore the template from DIR's archive instead of building it, if it has "
+                       "a usable one (else build)")  # fmt: skip
     commands.add_parser("preview", parents=common, help="what a build would do now, and the SQL it would run")
     key = commands.add_parser(
         "key", parents=common, help="the template keys a test run will need (for a CI cache key)"
@@ -143,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("build", "preview"):
             from .project import build_template, preview
 
-            run = build_template if args.command == "build" else preview
-            return run(args.rootdir, _pytest_args(args))
+            if args.command == "build":
+                return build_template(args.rootdir, _pytest_args(args), export=args.export)
+            return preview(args.rootdir, _pytest_args(args))
         code = _status_of_project(args) if args.command == "status" else _main(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
         return code
@@ -194,6 +202,8 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
             out.append(f"{flag}={value}")
     if getattr(args, "rebuild", False):
         out.append("--nocrud-rebuild")
+    if getattr(args, "import_dir", None):  # what a test run with that cache directory does
+        out += ["-o", f"nocrud_template_cache={args.import_dir.absolute()}"]
     return out
 
 

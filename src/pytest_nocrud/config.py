@@ -75,6 +75,8 @@ OPTIONS: tuple[Option, ...] = (
            default="false"),
     Option("nocrud_check_app_database", "Stop the run when the app is seen using another database than the "
            "test's (Django settings before any test; every app's successful writes).", default="true"),
+    Option("nocrud_template_cache", "Directory of template archives (relative to the rootdir): a missing "
+           "template is restored from there instead of built, and a built one is written there."),
     Option("nocrud_app_command", "Shell command that starts the app ({port}, {host}, {python})."),
     Option("nocrud_app_ready_path", "HTTP path polled until the app answers.", default="/"),
     Option("nocrud_app_env", "NAME=value lines added to the app's environment.", kind="linelist"),
@@ -275,6 +277,7 @@ class Settings:
     allow_empty_template: bool = False
     check_app_database: bool = True
     reuse_unchanged: bool = True
+    template_cache: Path | None = None  # nocrud_template_cache, absolute
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
@@ -289,6 +292,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         return (str(raw).strip() or None) if raw is not None else None
 
     data_dir = text("nocrud_data_dir")
+    template_cache = text("nocrud_template_cache")
     html = text("nocrud_html")
     perf = text("nocrud_perf")
     coverage_raw = get("nocrud_coverage").raw
@@ -351,4 +355,5 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         allow_empty_template=_flag(get("nocrud_allow_empty_template")),
         check_app_database=_flag(get("nocrud_check_app_database")),
         reuse_unchanged=_flag(get("nocrud_reuse_unchanged")),
+        template_cache=(rootpath / Path(template_cache).expanduser()) if template_cache else None,
     )

@@ -85,10 +85,18 @@ def at_collection(root: Path, options: list[str], action: Callable[[Runtime], T]
     return plugin.result  # type: ignore[return-value]
 
 
-def build_template(root: Path, options: list[str]) -> int:
-    """Build or reuse the template; print what happened and the time."""
+def build_template(root: Path, options: list[str], *, export: Path | None = None) -> int:
+    """Build, restore or reuse the template; print what happened and the time. ``export``: then write
+    its archive into that directory (kept as it is if it already holds a usable one)."""
     started = time.perf_counter()
-    template = at_collection(root, options, _template)
+
+    def action(runtime: Runtime) -> Template:
+        template = _template(runtime)
+        if export is not None:
+            runtime.export_template(export.absolute())
+        return template
+
+    template = at_collection(root, options, action)
     elapsed = time.perf_counter() - started
     if template.reused:
         print(f"template {template.name} (key {template.key[:12]}) reused [{elapsed:.2f}s in all]")

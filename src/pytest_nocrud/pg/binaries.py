@@ -105,3 +105,41 @@ def major_of(version: str) -> int:
     """'15.18' -> 15; before PostgreSQL 10 the major had two parts ('9.6.24' -> 96)."""
     parts = [int(p) for p in re.findall(r"\d+", version)] or [0]
     return parts[0] * 10 + (parts[1] if len(parts) > 1 else 0) if parts[0] < 10 else parts[0]
+
+
+DUMP_TOOLS = ("pg_dump", "pg_restore")
+
+
+def client_major(bindir: Path) -> int | None:
+    """The major of ``bindir``'s ``pg_dump`` ('pg_dump (PostgreSQL) 15.18' -> 15), None if it won't say."""
+    try:
+        out = subprocess.run(
+            [str(bindir / "pg_dump"), "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\d+(?:\.\d+)*", out)
+    return major_of(match.group(0)) if match else None
+
+
+def dump_bindir(major: int, *, prefer: Path | None = None, explicit: str | None = None) -> Path | None:
+    """A directory with ``pg_dump`` and ``pg_restore`` of PostgreSQL ``major`` (the template cache's
+    tools), or None. ``prefer`` (the embedded server's own bindir) is tried first, then the explicit
+    setting, the server-binary search, ``/usr/lib/postgresql/<major>/bin`` and the like, and PATH.
+    Only an exact major is accepted: a newer pg_dump writes SQL an older server may refuse."""
+    candidates: list[Path] = [prefer] if prefer is not None else []
+    if explicit:
+        candidates.append(Path(explicit))
+    candidates += [path for _, path in _candidates(None)]
+    candidates += [Path(f"/usr/lib/postgresql/{major}/bin"), Path(f"/usr/pgsql-{major}/bin")]
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent)
+    seen: set[Path] = set()
+    for path in candidates:
+        if path in seen:
+            continue
+        seen.add(path)
+        if all(os.access(path / tool, os.X_OK) for tool in DUMP_TOOLS) and client_major(path) == major:
+            return path
+    return None

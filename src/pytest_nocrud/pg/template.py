@@ -39,6 +39,7 @@ import psycopg
 
 from ..errors import BuildError
 from . import admin
+from . import cache as archives
 from .builders import Builder, end_group, watching_spawns
 from .conninfo import ConnInfo
 from .key import (
@@ -71,12 +72,15 @@ class Template:
     build_seconds: float
     schema: str = ""  # the schema layer's name
     schema_how: str = "reused"  # "reused" | "built in 6.10s" | "built from <layer> + 1 new file in 0.20s"
+    restored: bool = False  # restored from the template cache (``build_seconds``: the restore's time)
 
     @property
     def how(self) -> str:
         """One line for the progress output and the summary."""
         if self.reused:
             return "reused"
+        if self.restored:
+            return f"restored from cache in {self.build_seconds:.2f}s"
         return f"built in {self.build_seconds:.2f}s (schema layer {self.schema} {self.schema_how})"
 
 
@@ -171,6 +175,9 @@ class TemplateRequest:
     use: LayerUse | None = None  # marks the layers in use (default: a new one for this process's life)
     require_objects: bool = True  # a full schema build that created nothing is refused
     worker: str = ""  # names this process in the one-line message other workers get on a failure
+    #: The template cache to restore from and write to (``nocrud_template_cache``), asked for only when
+    #: the template is missing (finding its tools may take a look around the disk, or say one line).
+    cache: Callable[[], archives.TemplateCache | None] | None = None
 
     @property
     def name(self) -> str:
@@ -196,12 +203,87 @@ def ensure_template(request: TemplateRequest) -> Template:
     if found is not None:
         layers.touch_if_present(request.schema_name)
         return _template(request.keys, found)
+    cache = request.cache() if request.cache is not None else None
+    if cache is not None and not request.rebuild:
+        found = layers.restore(request, cache)
+        if found is not None:
+            template = _template(request.keys, found)
+            if found.built_here:
+                request.progress(f"template {request.name} {template.how}")
+            return template
     schema_layer = layers.ensure(request.schema_name, lambda conn: _schema_plan(conn, request))
     data_layer = layers.ensure(request.name, lambda conn: _data_plan(request, schema_layer))
     template = _template(request.keys, data_layer)
     if data_layer.built_here:
         request.progress(f"template {request.name} {template.how}")
+        if cache is not None:
+            try:
+                export_template(
+                    request.server, request.keys, cache, progress=request.progress, force=request.rebuild
+                )
+            except (archives.CacheRefused, OSError, psycopg.Error) as exc:  # the run goes on without it
+                request.progress(
+                    f"pytest-nocrud: template cache: could not write "
+                    f"{cache.archive(request.keys.data.key)}: {request.server.redact(str(exc))}"
+                )
     return template
+
+
+def export_template(
+    server: ConnInfo,
+    keys: LayerKeys,
+    cache: archives.TemplateCache,
+    *,
+    progress: Progress = lambda message: None,
+    force: bool = False,
+) -> Path:
+    """Write the archive of the finalized template ``keys`` into ``cache`` (both layers, their notes):
+    under the archive's file lock and the data layer's advisory lock, atomically. An archive that a
+    full check finds usable is kept as it is (``force``: written anyway). Returns its path."""
+    destination = cache.archive(keys.data.key)
+    with cache.locked(keys.data.key):
+        if not force and archives.verified(
+            destination, key=keys.data.key, schema_key=keys.schema.key, pg_major=cache.tools.major
+        ):
+            progress(f"template cache: {destination} is up to date")
+            return destination
+        with cache.workdir() as work, admin.connect(server, purpose="cache export") as conn:
+            with admin.advisory_lock(conn, keys.name):  # GC leaves our export clones alone meanwhile
+                dumps, notes = {}, {}
+                for layer, name in (("schema", keys.schema_name), ("template", keys.name)):
+                    if not admin.is_finalized(conn, name):
+                        raise archives.CacheRefused(f"layer {name} is not finalized on this server")
+                    notes[layer] = archives.portable_note(admin.note_of(conn, name))
+                    dumps[layer] = work / archives.DUMP_FILES[layer]
+                    _dump_layer(conn, server, cache.tools, name, keys.name, dumps[layer])
+            manifest = archives.Manifest(
+                key=keys.data.key,
+                schema_key=keys.schema.key,
+                pg_major=cache.tools.major,
+                template_format=TEMPLATE_FORMAT_VERSION,
+                sha256={archives.DUMP_FILES[layer]: archives.sha256_of(f) for layer, f in dumps.items()},
+                notes=notes,
+            )
+            archives.write_archive(destination, manifest, dumps)
+    progress(f"template cache: wrote {destination}")
+    return destination
+
+
+def _dump_layer(
+    conn: admin.Conn, server: ConnInfo, tools: archives.DumpTools, name: str, owner: str, path: Path
+) -> None:
+    """pg_dump a finalized layer (nobody may connect to it) through a clone of it, dropped after;
+    the clone is tagged like a build of ``owner``, so a run killed meanwhile leaves GC a leftover."""
+    clone = build_prefix(owner) + "x" + secrets.token_hex(4)
+    major = conn.info.server_version // 10000
+    strategy = choose_strategy("auto", server_major=major, fsync_on=admin.fsync_enabled(conn))
+    admin.create(conn, clone, template=name, strategy=strategy)
+    try:
+        mine = ProcessId.of(os.getpid()).token
+        _comment(conn, clone, {"layer": owner, "owner": mine, "host": socket.gethostname(), "groups": []})
+        tools.dump(server.with_db(clone), path)
+    finally:
+        admin.drop(conn, clone)
 
 
 def _data_plan(request: TemplateRequest, schema_layer: _Found) -> _Plan:
@@ -226,6 +308,16 @@ def _template(keys: LayerKeys, data: _Found) -> Template:
     """The fixture's view of a data layer; a build's total time includes its schema layer's build."""
     if data.reused:
         return Template(keys.name, keys.data.key, reused=True, build_seconds=0.0, schema=keys.schema_name)
+    if data.note.get("restored"):  # the note's seconds: both layers' restore
+        return Template(
+            keys.name,
+            keys.data.key,
+            reused=False,
+            build_seconds=data.seconds,
+            schema=keys.schema_name,
+            schema_how=str(data.note.get("schema_how", "reused")),
+            restored=True,
+        )
     return Template(
         keys.name,
         keys.data.key,
@@ -356,6 +448,7 @@ class _Layers:
         self.rebuild = request.rebuild
         self.use = use
         self.progress = request.progress
+        self.require_objects = request.require_objects
         self.failures = BuildFailures(request.lock_dir, request.run_token, request.worker)
 
     def existing(self, name: str) -> _Found | None:
@@ -410,23 +503,54 @@ class _Layers:
             collect_layers(conn, keep=name)
         return found
 
+    def _new_build(self, conn: admin.Conn, name: str, *, template: str | None, strategy: str | None) -> tuple[
+        str, dict[str, Any]
+    ]:
+        """A build database for ``name`` (a unique name), tagged with its owner so that a later run can
+        end this process's tools and drop it if we are killed; ``(its name, the tag)``."""
+        build = build_prefix(name) + secrets.token_hex(4)
+        admin.create(conn, build, template=template, strategy=strategy)
+        mine = ProcessId.of(os.getpid())
+        tag: dict[str, Any] = {"layer": name, "owner": mine.token, "host": socket.gethostname(), "groups": []}
+        _comment(conn, build, tag)
+        return build, tag
+
+    def _seal(
+        self, conn: admin.Conn, build: str, name: str, note: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The one way a build database becomes a layer, built or restored from the cache: no session
+        left on it, ``VACUUM (FREEZE)``, its note, ``IS_TEMPLATE true ALLOW_CONNECTIONS false``, and
+        only then its name. ``note`` is called after the freeze (its figures include it)."""
+        admin.terminate(conn, build, wait_ms=5000)  # a builder's stray session would block every clone
+        admin.freeze(self.server.with_db(build))  # a read in a test must not change a page (unchanged.py)
+        final = note()
+        admin.finalize(conn, build, final)
+        admin.rename(conn, build, name)  # the layer appears under its name finalized, or not at all
+        return final
+
     def _build(self, conn: admin.Conn, name: str, plan: _Plan) -> _Found:
         started = time.perf_counter()
         admin.drop(conn, name, maybe_template=True)  # an old-format leftover, or the one being rebuilt
         self.progress(f"building template layer {name} ({plan.describe}) ...")
-        build = build_prefix(name) + secrets.token_hex(4)
         strategy = None
         if plan.source is not None:  # a layer on a layer: the clone strategy the pool would use
             major = conn.info.server_version // 10000
             strategy = choose_strategy("auto", server_major=major, fsync_on=admin.fsync_enabled(conn))
-        admin.create(conn, build, template=plan.source, strategy=strategy)
-        mine = ProcessId.of(os.getpid())
-        tag: dict[str, Any] = {"layer": name, "owner": mine.token, "host": socket.gethostname(), "groups": []}
-        _comment(conn, build, tag)
+        build, tag = self._new_build(conn, name, template=plan.source, strategy=strategy)
 
         def spawned(pgid: int) -> None:  # recorded so a later run can end it if we are killed
             tag["groups"].append(ProcessId.of(pgid).token)
             _comment(conn, build, tag)
+
+        def note() -> dict[str, Any]:
+            seconds = time.perf_counter() - started
+            how = (
+                f"built from {plan.source} + {_files(plan.appended)} in {seconds:.2f}s"
+                if plan.appended
+                else f"built in {seconds:.2f}s"
+            )
+            figures = {"run": self.run_token, "built_at": time.time(), "seconds": seconds, "how": how}
+            return {**plan.note, **figures}
 
         try:
             with (
@@ -434,28 +558,117 @@ class _Layers:
                 watching_spawns(spawned),
             ):
                 plan.work(self.server.with_db(build), lambda line: print(line, file=build_log, flush=True))
-            admin.terminate(conn, build, wait_ms=5000)  # a builder's stray session would block every clone
-            admin.freeze(self.server.with_db(build))  # a read in a test must not change a page (unchanged.py)
-            seconds = time.perf_counter() - started
-            how = (
-                f"built from {plan.source} + {_files(plan.appended)} in {seconds:.2f}s"
-                if plan.appended
-                else f"built in {seconds:.2f}s"
-            )
-            note = {
-                **plan.note,
-                "run": self.run_token,
-                "built_at": time.time(),
-                "seconds": seconds,
-                "how": how,
-            }
-            admin.finalize(conn, build, note)
-            admin.rename(conn, build, name)  # the layer appears under its name finalized, or not at all
+            final = self._seal(conn, build, name, note)
         except BaseException:
             admin.drop(conn, build, maybe_template=True)  # never leave a half-built layer behind
             raise
-        self.progress(f"layer {name} {how}")
-        return _Found(False, seconds, how, note, built_here=True)
+        self.progress(f"layer {name} {final['how']}")
+        return _Found(False, float(final["seconds"]), str(final["how"]), final, built_here=True)
+
+    # -- the template cache ------------------------------------------------------------------------
+
+    def _refused_marker(self, name: str) -> Path:
+        digest = hashlib.sha256(self.run_token.encode()).hexdigest()[:12]
+        return self.lock_dir / f"{name}.cache-refused.{digest}"
+
+    def restore(self, request: TemplateRequest, cache: archives.TemplateCache) -> _Found | None:
+        """Both layers restored from the cache's archive for this key (the schema layer only if this
+        server lacks it), under the same locks as a build and finalized by the same code (``_seal``);
+        None when there is no archive or it is refused -- then said in one line (once per run) and the
+        caller builds as usual. A restore that fails midway drops its build database."""
+        name, schema = request.name, request.schema_name
+        path = cache.archive(request.keys.data.key)
+        if not path.is_file() or self._refused_marker(name).exists():
+            return None
+        with (
+            filelock.FileLock(str(self.lock_dir / f"{name}.lock"), mode=FILE_MODE),
+            admin.connect(self.server, purpose="cache restore") as conn,
+            admin.advisory_lock(conn, name),
+        ):
+            found = self._existing(conn, name)  # restored or built meanwhile
+            if found is not None or self._refused_marker(name).exists():
+                return found
+            started = time.perf_counter()
+            try:
+                with cache.workdir() as work:
+                    manifest, dumps = archives.read_archive(
+                        path, work, key=request.keys.data.key, schema_key=request.keys.schema.key,
+                        pg_major=cache.tools.major,
+                    )  # fmt: skip
+                    schema_how = self._restore_schema(conn, request, cache, manifest, dumps["schema"])
+                    self.use.mark(schema)
+                    note = {**manifest.notes["template"], "schema": schema, "schema_how": schema_how}
+                    final = self._restore_layer(conn, name, cache, dumps["template"], note, started)
+            except archives.CacheRefused as exc:
+                self._refuse(name, path, exc)
+                return None
+            collect_layers(conn, keep=name)
+        return _Found(False, float(final["seconds"]), str(final["how"]), final, built_here=True)
+
+    def _restore_schema(
+        self,
+        conn: admin.Conn,
+        request: TemplateRequest,
+        cache: archives.TemplateCache,
+        manifest: archives.Manifest,
+        dump: Path,
+    ) -> str:
+        """The schema layer: reused if this server has it, else restored (under its own locks)."""
+        schema = request.schema_name
+        if self._existing(conn, schema) is not None:
+            return "reused"
+        with (
+            filelock.FileLock(str(self.lock_dir / f"{schema}.lock"), mode=FILE_MODE),
+            admin.advisory_lock(conn, schema),
+        ):
+            if self._existing(conn, schema) is not None:
+                return "reused"
+            note = dict(manifest.notes["schema"])
+            final = self._restore_layer(conn, schema, cache, dump, note, time.perf_counter())
+            return str(final["how"])
+
+    def _restore_layer(
+        self,
+        conn: admin.Conn,
+        name: str,
+        cache: archives.TemplateCache,
+        dump: Path,
+        note: dict[str, Any],
+        started: float,
+    ) -> dict[str, Any]:
+        """One layer from its dump: a build database from template0, pg_restore, then ``_seal``."""
+        for leftover in admin.names_like(conn, build_prefix(name)):
+            drop_build(conn, leftover)  # of a builder that died: we hold its layer's lock
+        admin.drop(conn, name, maybe_template=True)  # an unfinalized leftover
+        self.progress(f"restoring template layer {name} from the template cache ...")
+        build, _ = self._new_build(conn, name, template="template0", strategy=None)
+
+        def sealed_note() -> dict[str, Any]:
+            seconds = time.perf_counter() - started
+            how = f"restored from cache in {seconds:.2f}s"
+            extra = {"run": self.run_token, "built_at": time.time(), "seconds": seconds, "how": how}
+            return {**note, **extra, "restored": True}
+
+        try:
+            cache.tools.restore(self.server.with_db(build), dump)
+            if name.startswith(SCHEMA_PREFIX) and self.require_objects:  # the check a build gets
+                if admin.user_object_count(self.server.with_db(build)) == 0:
+                    raise archives.CacheRefused(f"its schema layer {name} holds no table, view or function")
+            final = self._seal(conn, build, name, sealed_note)
+        except BaseException:
+            admin.drop(conn, build, maybe_template=True)  # never a half-restored layer
+            raise
+        self.progress(f"layer {name} {final['how']}")
+        return final
+
+    def _refuse(self, name: str, path: Path, exc: archives.CacheRefused) -> None:
+        """One line, once per run (the marker tells this run's other workers), then a build."""
+        self.progress(f"pytest-nocrud: template cache archive {path} ignored: {exc}; building instead")
+        with contextlib.suppress(OSError):
+            for old in self.lock_dir.glob(f"{name}.cache-refused.*"):
+                old.unlink()
+            touch = self._refused_marker(name)
+            os.close(os.open(touch, os.O_WRONLY | os.O_CREAT, FILE_MODE))
 
 
 class BuildFailedEarlier(BuildError):
@@ -607,6 +820,7 @@ __all__ = [
     "Template",
     "collect_layers",
     "ensure_template",
+    "export_template",
     "layer_keys",
     "preview_template",
 ]

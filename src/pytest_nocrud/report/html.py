@@ -219,6 +219,8 @@ def template_text(stats: Sequence[Mapping[str, Any]]) -> str:
     built = [t for t in templates if not t.get("reused")]
     first = (built or templates)[0]
     how = f"built in {first.get('build_seconds', 0.0):.2f} s" if built else "reused"
+    if built and first.get("restored"):
+        how = f"restored from cache in {first.get('build_seconds', 0.0):.2f} s"
     text = f"{first.get('name', '?')} {how}"
     if first.get("path"):
         text += f" ({first['path']})"

@@ -38,7 +38,9 @@ def summary_lines(
         built = [t for t in templates if not t["reused"]]
         first = (built or templates)[0]
         how = f"built in {first['build_seconds']:.2f}s" if built else "reused"
-        if built and first.get("schema"):  # which path the build took: the schema layer's story
+        if built and first.get("restored"):  # from nocrud_template_cache: nothing was built
+            how = f"restored from cache in {first['build_seconds']:.2f}s"
+        elif built and first.get("schema"):  # which path the build took: the schema layer's story
             how += f" (schema layer {first['schema']} {first.get('schema_how', 'reused')})"
         if not first["key"]:  # serial mode: no template, the tests ran on the database as it was
             lines.append(f"database: {first['name']} (serial mode: used as is, nothing provisioned)")

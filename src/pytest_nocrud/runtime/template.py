@@ -4,6 +4,7 @@ and the ``@template_setup`` functions run against an app on the data layer being
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..app.process import (
     AppProcess,
@@ -15,7 +16,9 @@ from ..errors import (
     BuildError,
 )
 from ..pg import setup_store
+from ..pg.binaries import dump_bindir
 from ..pg.builders import ACCEPTED_FORMS, Builder, detect_django_project, parse_builder
+from ..pg.cache import DumpTools, TemplateCache
 from ..pg.conninfo import ConnInfo
 from ..pg.procs import indented
 from ..pg.template import (
@@ -24,6 +27,7 @@ from ..pg.template import (
     Template,
     TemplateRequest,
     ensure_template,
+    export_template,
     layer_keys,
 )
 from .server import ServerPart
@@ -115,7 +119,36 @@ class TemplatePart(ServerPart):
             use=use,
             require_objects=not self.settings.allow_empty_template,
             worker=self.worker,
+            cache=self.template_cache if self.settings.template_cache else None,
         ))
+
+    def template_cache(self, directory: Path | None = None) -> TemplateCache | None:
+        """The template cache in ``directory`` (default: ``nocrud_template_cache``) with ``pg_dump`` and
+        ``pg_restore`` of the server's major -- the embedded server's own, else found on this machine;
+        None (said in one line) when this machine has none of that major."""
+        directory = directory or self.settings.template_cache
+        if directory is None:
+            return None
+        server = self.postgres()
+        prefer = self.cluster.bindir if self.cluster is not None else None
+        bindir = dump_bindir(server.major, prefer=prefer, explicit=self.settings.pg_bindir)
+        if bindir is None:
+            self.progress(
+                f"pytest-nocrud: template cache {directory} skipped: no pg_dump/pg_restore of PostgreSQL "
+                f"{server.major} on this machine (install its client, e.g. postgresql-client-{server.major}, "
+                "or point nocrud_pg_bindir at it)"
+            )
+            return None
+        return TemplateCache(directory, DumpTools(bindir, server.major))
+
+    def export_template(self, directory: Path) -> Path:
+        """``nocrud build --export DIR``: the finalized template's archive in ``directory``."""
+        template = self.template()
+        cache = self.template_cache(directory)
+        if cache is None:
+            raise BuildError(f"cannot export {template.name}: no pg_dump/pg_restore of this server's major")
+        server = self.postgres()
+        return export_template(server.admin, self.layer_keys(server.major), cache, progress=self.progress)
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:
         """Build time: an app on the template being built (as a worker starts one), the setups, results."""
