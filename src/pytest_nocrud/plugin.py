@@ -26,7 +26,7 @@ from .flows.baked import BAKED
 from .pg.procs import ProcessId
 from .redaction import redactor, scrub_report
 from .report.perf import PerfRecorder, git_sha, new_run_id
-from .run import RunState, failure_repr, terminal_writer, terminate_like_ctrl_c
+from .run import RunState, failure_repr, shard_label, terminal_writer, terminate_like_ctrl_c
 from .runtime import Runtime
 from .serial import SerialRuntime
 from .state import state_of
@@ -87,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     perf = None
     if settings.perf is not None:
         perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
-    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf)
+    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf, shard_label(config, os.environ))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
 
