@@ -84,10 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
     BAKED.clear()
     run_id = str(workerinput.get(_RUN_ID_KEY, "")) if workerinput else ""
     run_id = run_id or new_run_id(owner.pid)
+    shard = shard_label(config, os.environ)
     perf = None
     if settings.perf is not None:
-        perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
-    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf, shard_label(config, os.environ))
+        perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath), shard)
+    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf, shard)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
 
