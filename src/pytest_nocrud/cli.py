@@ -411,7 +411,7 @@ def _merge(args: argparse.Namespace) -> int:
         raise UsageError(f"nothing to merge in {', '.join(map(str, args.inputs))}")
     pages = shards.read_shards(found.pages)
     covers = [(str(path), shards.read_coverage(path)) for path in found.coverage]
-    run_id = perf.new_run_id()
+    run_id = perf.new_run_id() if args.perf is None else shards.unused_run_id(args.perf, perf.new_run_id())
     rows = shards.merge_perf(found.perf_runs, run_id)
     shards.check_one_version(
         [(str(s.source), s.run.git_sha) for s in pages]

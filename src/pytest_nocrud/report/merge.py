@@ -274,6 +274,15 @@ def merge_perf(runs: Sequence[tuple[str, Path]], run_id: str) -> list[dict[str, 
     return merged
 
 
+def unused_run_id(directory: Path, run_id: str) -> str:
+    """``run_id``, or with a suffix when a run of that id is already there (two merges in one second)."""
+    candidate, number = run_id, 1
+    while (directory / candidate).exists():
+        number += 1
+        candidate = f"{run_id}-{number}"
+    return candidate
+
+
 def write_perf(directory: Path, run_id: str, rows: Sequence[Mapping[str, Any]]) -> Path:
     """``directory/<run_id>/<shard>--<worker>.ndjson``; the run directory."""
     run = directory / run_id
