@@ -400,7 +400,6 @@ def _merge(args: argparse.Namespace) -> int:
     found = shards.find(args.inputs, exclude=outputs)
     wanted = {
         "--html": (args.html, found.pages, "--nocrud-html page with run data"),
-        "--coverage": (args.coverage or args.coverage_fail_under, found.coverage, "--nocrud-coverage JSON"),
         "--perf": (args.perf or args.perf_baseline or args.perf_set_baseline, found.perf_runs,
                    "--nocrud-perf record"),
     }  # fmt: skip
@@ -424,6 +423,9 @@ def _merge(args: argparse.Namespace) -> int:
         measured = shards.merge_coverage([("the pages", run.coverage)])
     if run is not None and measured is not None:
         run.coverage = measured.as_json()
+    if (args.coverage is not None or args.coverage_fail_under is not None) and measured is None:
+        where = ", ".join(map(str, args.inputs))
+        raise UsageError(f"--coverage: no --nocrud-coverage JSON (nor a page that measured it) in {where}")
     labels = sorted({s.label for s in pages} | {str(row["shard"]) for row in rows})
     print(f"merged {len(labels)} shard(s): {', '.join(labels)}" if labels else "merged coverage only")
     if run is not None:

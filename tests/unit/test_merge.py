@@ -235,7 +235,7 @@ def test_the_merge_never_reads_its_own_outputs(artifacts: Path) -> None:
     ("args", "message"),
     [
         (["--html", "x.html"], "--html: no --nocrud-html page with run data among"),
-        (["--coverage-fail-under", "50"], "--coverage: no --nocrud-coverage JSON among"),
+        (["--coverage-fail-under", "50"], "--coverage: no --nocrud-coverage JSON (nor a page"),
     ],
 )
 def test_an_output_without_inputs_of_its_kind_is_a_usage_error(
