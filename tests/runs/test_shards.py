@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import render
 from _support import discard_cluster_dir, new_cluster_dir
 
 from pytest_nocrud import cli
@@ -118,6 +119,9 @@ def test_two_pytest_split_shards_merge_into_the_unsplit_report(tmp_path: Path, d
     bars = r"data-test='([^']*)'"
     assert set(re.findall(bars, page)) == set(re.findall(bars, whole_page)), "the same tests"
     assert f"data-count='passed'>{sum(shard_passed)} passed<" in page
+    shown = render(merged / "run.html")
+    assert shown.console == [], shown.console
+    assert re.findall(r'<div class="shard" data-shard="([^"]*)">', shown.dom) == ["1/2", "2/2"]
 
     # -- perf: one new run with both shards' requests, read by `nocrud perf`
     runs = list((merged / "perf").iterdir())

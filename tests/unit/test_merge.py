@@ -252,3 +252,24 @@ def test_a_page_without_run_data_says_why(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "old.html").write_text("<html><body>a page of another tool</body></html>")
     assert cli.main(["merge", "--html", str(tmp_path / "m.html"), str(tmp_path / "old.html")]) == 1
     assert "carries no run data" in capsys.readouterr().err
+
+
+class FakeConfig:
+    def __init__(self, splits: int | None, group: int | None) -> None:
+        self.option = type("Option", (), {"splits": splits, "group": group})()
+
+
+def test_a_run_is_labelled_by_its_env_else_by_its_pytest_split_group() -> None:
+    from pytest_nocrud.run import shard_label
+
+    assert shard_label(FakeConfig(2, 1), {"PYTEST_NOCRUD_SHARD": " linux-py312 "}) == "linux-py312"
+    assert shard_label(FakeConfig(2, 1), {}) == "1/2"
+    assert shard_label(FakeConfig(None, None), {}) is None
+
+
+def test_shard_groups_sort_by_their_number() -> None:
+    tests = [record(f"t.py::test_{n}", float(n)) for n in range(3)]
+    shards = [merge.Shard(label, Path(f"{label}.html"), rundata.RunData([test], [stats("gw0", 0.0)]))
+              for label, test in zip(("10/12", "2/12", "1/12"), tests, strict=True)]  # fmt: skip
+    page = html.render_run(merge.merge_runs(shards))
+    assert re.findall(r"data-shard='([^']*)'>", page) == ["1/12", "2/12", "10/12"]
