@@ -19,6 +19,7 @@ from .errors import (
     PoolError,
     SerialError,
     ServerError,
+    ShardMismatch,
     UsageError,
     WrongDatabaseError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "PoolError",
     "SerialError",
     "ServerError",
+    "ShardMismatch",
     "StepContext",
     "UsageError",
     "WrongDatabaseError",

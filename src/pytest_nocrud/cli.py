@@ -16,6 +16,9 @@
                          for a CI cache key: the same on every machine and path; ``--short``: one line
 ``nocrud perf DIR``      per-route latency of a ``--nocrud-perf`` record; ``--set-baseline FILE`` stores
                          it, ``--baseline FILE`` gates on it (exit 1; small routes pooled by path prefix)
+``nocrud merge SHARD...`` one report of a sharded run: the shards' HTML pages rendered again as one
+                         (``--html``), their coverage merged (``--coverage``, ``--coverage-fail-under``),
+                         their perf records joined into one run (``--perf``, ``--perf-baseline``)
 
 The project is the current directory (or ``--rootdir``); the server is ``--dsn``/``NOCRUD_DSN`` or the
 project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default location).
@@ -24,6 +27,7 @@ project's embedded cluster (``--data-dir``/``NOCRUD_DATA_DIR``, else the default
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 import os
@@ -42,7 +46,10 @@ from .pg.pool import collect_garbage
 from .pg.procs import ProcessId
 from .pg.server import EmbeddedCluster, PostgresServer, check_dsn, default_home
 from .pg.template import collect_layers, last_use
+from .report import coverage as endpoint_coverage
+from .report import merge as shards
 from .report import perf
+from .report.html import render_run, write_page
 from .scaffold.render import render, resources_from_openapi
 
 
@@ -118,6 +125,34 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "--baseline", type=Path, metavar="FILE", help="compare with this baseline; exit 1 if slower"
     )
+    _gate_options(gate)
+    joined = commands.add_parser(
+        "merge", parents=common, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="one report of a sharded run: the shards' HTML pages, coverage and perf records merged",
+        description="Merge the --nocrud-html pages, --nocrud-coverage JSON files and --nocrud-perf records "
+        "of a run's shards (e.g. pytest-split CI jobs) into one report.",
+    )  # fmt: skip
+    joined.add_argument("inputs", nargs="+", type=Path, metavar="SHARD",
+                        help="a shard's files, or a directory searched for them (pages with run data, "
+                             "coverage JSON, perf records: the newest run of each)")  # fmt: skip
+    joined.add_argument("--html", type=Path, metavar="PATH", help="write the merged HTML page here")
+    joined.add_argument("--coverage", type=Path, metavar="PATH", help="write the merged coverage JSON here")
+    joined.add_argument("--coverage-fail-under", type=float, metavar="N",
+                        help="exit 1 when the merged endpoint coverage is below N percent")  # fmt: skip
+    joined.add_argument("--perf", type=Path, metavar="DIR",
+                        help="write the merged perf record as a new run under DIR (read it with "
+                             "`nocrud perf DIR`)")  # fmt: skip
+    joined.add_argument("--perf-set-baseline", type=Path, metavar="FILE",
+                        help="write the merged run's perf summary as a baseline")  # fmt: skip
+    joined.add_argument("--perf-baseline", type=Path, metavar="FILE",
+                        help="compare the merged perf record with this baseline; exit 1 if "
+                             "slower")  # fmt: skip
+    _gate_options(joined)
+    return parser
+
+
+def _gate_options(gate: argparse.ArgumentParser) -> None:
+    """The perf gate's options, the same for ``nocrud perf`` and ``nocrud merge``."""
     gate.add_argument("--threshold", default=f"{perf.DEFAULT_THRESHOLD:g}%",
                       help="how much slower (net of the run-wide shift) passes")  # fmt: skip
     gate.add_argument("--metric", default=perf.DEFAULT_METRIC, choices=perf.METRICS,
@@ -133,7 +168,6 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--max-shift", metavar="PCT", default=None,
                       help="also fail when the whole run is this much slower (the shift all routes "
                            "share, divided out before they are judged; unset: only reported)")  # fmt: skip
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "perf":  # reads files only: no server
             return _perf(args)
+        if args.command == "merge":  # reads files only: no server
+            return _merge(args)
         if args.command == "scaffold":
             return _scaffold(args)
         if args.command == "key":
@@ -351,18 +387,99 @@ def _perf(args: argparse.Namespace) -> int:
         perf.write_baseline(args.set_baseline, summary, run_id=run_id)
         print(f"baseline written: {args.set_baseline}")
     if args.baseline:
-        settings = perf.Settings(
-            metric=args.metric,
-            threshold=perf.parse_threshold(args.threshold),
-            min_samples=args.min_samples,
-            min_delta_ms=args.min_delta_ms,
-            alpha=args.alpha,
-            max_shift=None if args.max_shift is None else perf.parse_threshold(args.max_shift, "--max-shift"),
-        )
-        result = perf.compare(perf.read_baseline(args.baseline), summary, settings)
+        result = perf.compare(perf.read_baseline(args.baseline), summary, _gate_settings(args))
         print(f"\n{perf.comparison_report(result)}")
         return 1 if result.failed else 0
     return 0
+
+
+def _gate_settings(args: argparse.Namespace) -> perf.Settings:
+    return perf.Settings(
+        metric=args.metric,
+        threshold=perf.parse_threshold(args.threshold),
+        min_samples=args.min_samples,
+        min_delta_ms=args.min_delta_ms,
+        alpha=args.alpha,
+        max_shift=None if args.max_shift is None else perf.parse_threshold(args.max_shift, "--max-shift"),
+    )
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``nocrud merge``: read every input first (and refuse a mismatch), then write, then gate."""
+    outputs = [path for path in (args.html, args.coverage, args.perf) if path is not None]
+    found = shards.find(args.inputs, exclude=outputs)
+    wanted = {
+        "--html": (args.html, found.pages, "--nocrud-html page with run data"),
+        "--perf": (args.perf or args.perf_baseline or args.perf_set_baseline, found.perf_runs,
+                   "--nocrud-perf record"),
+    }  # fmt: skip
+    for option, (asked, inputs, what) in wanted.items():
+        if asked is not None and asked is not False and not inputs:
+            raise UsageError(f"{option}: no {what} among {', '.join(map(str, args.inputs))}")
+    if not (found.pages or found.coverage or found.perf_runs):
+        raise UsageError(f"nothing to merge in {', '.join(map(str, args.inputs))}")
+    pages = shards.read_shards(found.pages)
+    covers = [(str(path), shards.read_coverage(path)) for path in found.coverage]
+    run_id = perf.new_run_id() if args.perf is None else shards.unused_run_id(args.perf, perf.new_run_id())
+    rows = shards.merge_perf(found.perf_runs, run_id)
+    shards.check_one_version(
+        [(str(s.source), s.run.git_sha) for s in pages]
+        + [(source, data.get("git_sha")) for source, data in covers]
+        + [(f"{row.get('shard')} perf record", row.get("git_sha")) for row in rows]
+    )
+    run = shards.merge_runs(pages) if pages else None
+    measured = shards.merge_coverage(covers) if covers else None
+    if measured is None and run is not None and run.coverage is not None:
+        measured = shards.merge_coverage([("the pages", run.coverage)])
+    if run is not None and measured is not None:
+        run.coverage = measured.as_json()
+    if (args.coverage is not None or args.coverage_fail_under is not None) and measured is None:
+        where = ", ".join(map(str, args.inputs))
+        raise UsageError(f"--coverage: no --nocrud-coverage JSON (nor a page that measured it) in {where}")
+    labels = sorted({s.label for s in pages} | {str(row["shard"]) for row in rows})
+    print(f"merged {len(labels)} shard(s): {', '.join(labels)}" if labels else "merged coverage only")
+    if run is not None:
+        print(f"tests: {len(run.records)} ({_outcomes(run)})")
+        twice = shards.ran_twice(run.records)
+        if twice:
+            named = ", ".join(twice[: shards.SHOWN]) + (f", +{len(twice) - shards.SHOWN} more" if
+                                                         len(twice) > shards.SHOWN else "")  # fmt: skip
+            print(f"note: {len(twice)} test(s) ran in more than one shard: {named}")
+    if measured is not None:
+        print(measured.line())
+    code = 0
+    if args.html is not None and run is not None:
+        line = endpoint_coverage.summary_line(measured) if measured is not None else None
+        write_page(args.html, render_run(run, coverage_line=line))
+        print(f"HTML report: {args.html}")
+    if args.coverage is not None and measured is not None:
+        git = {str(data["git_sha"]) for _, data in covers if data.get("git_sha")}
+        endpoint_coverage.write_json(args.coverage, measured, git_sha=git.pop() if git else None)
+        print(f"endpoint coverage JSON: {args.coverage}")
+    if args.perf is not None:
+        written = shards.write_perf(args.perf, run_id, rows)
+        print(f"perf record: {written} (summarize: nocrud perf {args.perf})")
+    summary = perf.summarize(rows)
+    if args.perf_set_baseline is not None:
+        perf.write_baseline(args.perf_set_baseline, summary, run_id=run_id)
+        print(f"baseline written: {args.perf_set_baseline}")
+    if args.perf_baseline is not None:
+        result = perf.compare(perf.read_baseline(args.perf_baseline), summary, _gate_settings(args))
+        print(f"\n{perf.comparison_report(result)}")
+        code = 1 if result.failed else code
+    if args.coverage_fail_under is not None and measured is not None:
+        if measured.percent < args.coverage_fail_under:
+            print(
+                f"FAILED: merged endpoint coverage {measured.percent:.1f}% is below "
+                f"--coverage-fail-under={args.coverage_fail_under:g}"
+            )
+            code = 1
+    return code
+
+
+def _outcomes(run: shards.RunData) -> str:
+    counts = collections.Counter(record["outcome"] for record in run.records)
+    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
 
 
 def _stop(cluster: EmbeddedCluster) -> int:

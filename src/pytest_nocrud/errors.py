@@ -19,6 +19,10 @@ class UsageError(NocrudError):
 # -- PostgreSQL wing -----------------------------------------------------------------------------------
 
 
+class ShardMismatch(UsageError):
+    """``nocrud merge`` was given reports that cannot be one run: different endpoint lists or app versions."""
+
+
 class ServerError(NocrudError):
     """PostgreSQL cannot be used; the message says why and what to do."""
 

@@ -28,7 +28,7 @@ from .flows.baked import BAKED
 from .pg.procs import ProcessId
 from .redaction import redactor, scrub_report
 from .report.perf import PerfRecorder, git_sha, new_run_id
-from .run import RunState, failure_repr, terminal_writer, terminate_like_ctrl_c
+from .run import RunState, failure_repr, shard_label, terminal_writer, terminate_like_ctrl_c
 from .runtime import Runtime
 from .serial import SerialRuntime
 from .state import state_of
@@ -88,10 +88,11 @@ def pytest_configure(config: pytest.Config) -> None:
     BAKED.clear()
     run_id = str(workerinput.get(_RUN_ID_KEY, "")) if workerinput else ""
     run_id = run_id or new_run_id(owner.pid)
+    shard = shard_label(config, os.environ)
     perf = None
     if settings.perf is not None:
-        perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath))
-    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf)
+        perf = PerfRecorder(settings.perf, run_id, worker, git_sha(settings.rootpath), shard)
+    config.stash[_RUN] = RunState(redactor(settings, os.environ), perf, shard)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(owner, run_id), "nocrud-xdist")
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from .flows.baked import BAKED, BakedSummary
 from .redaction import Redact
 from .report import coverage as endpoint_coverage
 from .report.html import write as write_html
-from .report.perf import PerfRecorder
+from .report.perf import PerfRecorder, git_sha
 from .report.record import TestRecord
 from .report.summary import baked_login_lines, summary_lines
 from .runtime import Runtime, WorkerStats
@@ -43,6 +43,7 @@ class RunState:
 
     redact: Redact
     perf: PerfRecorder | None = None
+    shard: str | None = None  # this run's shard label (``shard_label``), kept in the HTML page's data
     started: float = dataclasses.field(default_factory=time.time)
     records: list[TestRecord] = dataclasses.field(default_factory=list)  # every finished test
     endpoints: list[dict[str, str]] = dataclasses.field(default_factory=list)  # the app's OpenAPI rows
@@ -100,6 +101,7 @@ class RunState:
                 self.coverage, fail_under=settings.coverage_fail_under, json_path=settings.coverage_json
             )
         if settings.html is not None and controller:
+            measured = self.coverage if isinstance(self.coverage, endpoint_coverage.Coverage) else None
             write_html(
                 settings.html,
                 self.records,
@@ -107,12 +109,30 @@ class RunState:
                 started=self.started,
                 finished=time.time(),
                 coverage_line=coverage_line,
+                coverage=measured.as_json() if measured is not None else None,
+                git_sha=self.perf.git_sha if self.perf is not None else git_sha(settings.rootpath),
+                shard=self.shard,
                 redact=self.redact,
             )
             lines.append(f"HTML report: {settings.html}")
         if self.perf is not None:
             lines.append(f"perf record: {self.perf.path.parent} (summarize: nocrud perf {settings.perf})")
         return lines
+
+
+SHARD_ENV = "PYTEST_NOCRUD_SHARD"
+
+
+def shard_label(config: pytest.Config, environ: Mapping[str, str]) -> str | None:
+    """The run's shard label: ``$PYTEST_NOCRUD_SHARD``, else pytest-split's group (``1/2``), else None."""
+    label = environ.get(SHARD_ENV, "").strip()
+    if label:
+        return label
+    splits = getattr(config.option, "splits", None)
+    group = getattr(config.option, "group", None)
+    if isinstance(splits, int) and isinstance(group, int) and splits > 1:
+        return f"{group}/{splits}"
+    return None
 
 
 def failure_repr(item: pytest.Item, message: str) -> Any:

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..errors import NocrudError, UsageError
 from ..pg.builders import detect_django_project
 from ..report.coverage import Coverage, Endpoint, from_openapi, measure, write_json
+from ..report.perf import git_sha
 from ..report.record import TestRecord
 
 
@@ -199,7 +200,7 @@ def of_run(
         return str(exc)
     result = measure(endpoints, records)
     if settings.coverage_json is not None:
-        write_json(settings.coverage_json, result)
+        write_json(settings.coverage_json, result, git_sha=git_sha(settings.rootpath))
     return result
 
 

@@ -156,8 +156,12 @@ def gate_lines(result: Coverage | str, *, fail_under: float | None, json_path: P
     return lines
 
 
-def write_json(path: Path, coverage: Coverage) -> None:
+def write_json(path: Path, coverage: Coverage, *, git_sha: str | None = None) -> None:
+    """The JSON file; ``git_sha`` (the app's commit) lets ``nocrud merge`` refuse shards of two versions."""
+    data = coverage.as_json()
+    if git_sha is not None:
+        data["git_sha"] = git_sha
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(coverage.as_json(), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

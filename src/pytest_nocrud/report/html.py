@@ -6,12 +6,16 @@ log lines of that test; a timeline with one lane per worker (server start, templ
 then every test as a bar split into handoff / setup / call / teardown; hover shows the test and its
 requests, click opens it below); slowest tests and endpoints; then every test's requests, coloured by
 *unexpected* status only.
+
+The page also embeds the run's data (``rundata``), so ``nocrud merge`` can render one page from several
+shards' pages; there the timeline has one lane group per shard, each with its workers' lanes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +24,7 @@ from typing import Any
 
 from .record import TestRecord, status_class
 from .routes import percentile
+from .rundata import RunData, embed
 
 EVENT_LABELS = {"PostgreSQL": "server", "template": "template", "clone pool": "pool", "app": "app start"}
 PHASES = ("handoff", "setup", "call", "teardown")
@@ -45,6 +50,9 @@ details.test{border-left:3px solid #ddd;padding-left:.5em}
 details.test.failed,details.test.error{border-left-color:#b00020}
 .timeline{position:relative;border:1px solid #ddd;padding:4px 0}
 .lane{display:flex;align-items:center;height:24px;margin:2px 0}
+.shard{border-top:1px solid #ccc;padding-top:2px}
+.shard:first-child{border-top:0}
+.shard .shard-name{font-size:12px;font-weight:600;padding-left:6px}
 .lane .name{width:5em;flex:none;padding-left:6px;font-family:ui-monospace,monospace;font-size:12px}
 .track{position:relative;flex:1;height:20px;background:#f6f6f6;margin-right:6px}
 .track a,.track span.ev{position:absolute;display:flex;overflow:hidden;min-width:2px}
@@ -73,6 +81,8 @@ var el=document.getElementById(id);if(el&&el.tagName==='DETAILS'){el.open=true;}
 window.addEventListener('hashchange',nocrudOpen);nocrudOpen();
 """
 
+Ids = Mapping[tuple[str, str], str]  # (shard, node id) -> the test's anchor on the page
+
 _ORDER = {"failed": 0, "error": 1, "xpassed": 2, "passed": 3, "xfailed": 4, "skipped": 5}
 
 
@@ -88,10 +98,12 @@ def render(
     finished: float | None = None,
     coverage_line: str | None = None,
     title: str = "pytest-nocrud run report",
+    data: RunData | None = None,
 ) -> str:
-    """The whole page. ``stats`` are the processes' ``Runtime.stats()``; times are epoch seconds."""
-    tests = sorted(records, key=lambda r: (_ORDER.get(r["outcome"], 9), r["nodeid"]))
-    ids = {test["nodeid"]: f"t{number}" for number, test in enumerate(tests)}
+    """The whole page. ``stats`` are the processes' ``Runtime.stats()``; times are epoch seconds.
+    ``data``: the run data the page embeds (``rundata``), so it can be read back."""
+    tests = sorted(records, key=lambda r: (_ORDER.get(r["outcome"], 9), r["nodeid"], r.get("shard", "")))
+    ids = {_key(test): f"t{number}" for number, test in enumerate(tests)}
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
@@ -105,13 +117,30 @@ def render(
         _slowest_endpoints(tests),
         "<h2>All tests</h2>",
         *(
-            _test_details(test, ids[test["nodeid"]])
+            _test_details(test, ids[_key(test)])
             for test in tests
             if test["outcome"] not in ("failed", "error")
         ),
+        embed(data.as_json()) if data is not None else "",
         f"<script>{_SCRIPT}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def render_run(data: RunData, *, coverage_line: str | None = None, title: str | None = None) -> str:
+    """The page of a run's data (one run, or shards merged), with that data embedded."""
+    shards = {str(r.get("shard", "")) for r in data.records} | {str(s.get("shard", "")) for s in data.stats}
+    shards.discard("")
+    default = f"pytest-nocrud run report ({len(shards)} shards)" if shards else "pytest-nocrud run report"
+    return render(
+        data.records,
+        data.stats,
+        started=data.started,
+        finished=data.finished,
+        coverage_line=coverage_line,
+        title=title or default,
+        data=data,
+    )
 
 
 def write(
@@ -120,13 +149,43 @@ def write(
     stats: Sequence[Mapping[str, Any]] = (),
     *,
     redact: Callable[[str], str] = str,
-    **kw: Any,
+    started: float | None = None,
+    finished: float | None = None,
+    coverage_line: str | None = None,
+    coverage: Mapping[str, Any] | None = None,
+    git_sha: str | None = None,
+    shard: str | None = None,
 ) -> None:
     """Write the page; ``redact`` masks the DSN's password (a request path, test id, failure text or
-    setup error may hold it), applied to the plain data before HTML escaping changes the text."""
+    setup error may hold it), applied to the plain data before HTML escaping changes the text (and
+    before it is embedded). ``coverage`` is ``Coverage.as_json()``; ``shard`` the run's shard label."""
+    data = RunData(
+        records=_redacted(list(records), redact),
+        stats=_redacted(list(stats), redact),
+        started=started,
+        finished=finished,
+        coverage=_redacted(dict(coverage), redact) if coverage is not None else None,
+        git_sha=git_sha,
+        shard=redact(shard) if shard else None,
+    )
+    line = redact(coverage_line) if coverage_line else coverage_line
+    write_page(path, render_run(data, coverage_line=line))
+
+
+def write_page(path: Path, page: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    page = render(_redacted(list(records), redact), _redacted(list(stats), redact), **kw)
     path.write_text(page, encoding="utf-8")
+
+
+def _key(test: TestRecord) -> tuple[str, str]:
+    """A test's identity on the page: its node id, within its shard (a merged page has several runs)."""
+    return str(test.get("shard", "")), test["nodeid"]
+
+
+def where(test: TestRecord) -> str:
+    """``gw0``, or ``shard 1/2 gw0`` on a merged page."""
+    shard = test.get("shard", "")
+    return f"shard {shard} {test['worker']}" if shard else test["worker"]
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
@@ -196,7 +255,10 @@ def _header(
     template = template_text(stats)
     if template:
         rows.append(("template", template))
-    workers = sorted({str(s.get("worker", "main")) for s in stats if "server" in s or s.get("events")})
+    shards = shard_figures(tests, stats)
+    if shards:
+        rows.append(("shards", shards))
+    workers = sorted({_lane(s) for s in stats if "server" in s or s.get("events")})
     worker_parts = [f"{worker}: app {ms:.0f} ms" for worker, ms in app_starts(stats)]
     if workers:
         rows.append(("workers", f"{len(workers)} ({', '.join(worker_parts or workers)})"))
@@ -268,13 +330,36 @@ def handoff_figures(stats: Sequence[Mapping[str, Any]]) -> HandoffFigures | None
     return HandoffFigures(len(handoffs), spread, split, waits, background)
 
 
+def shard_figures(tests: Sequence[TestRecord], stats: Sequence[Mapping[str, Any]]) -> str:
+    """``2 (1/2: 23 tests, 1 failed; 2/2: 22 tests)`` on a merged page; "" on one run's."""
+    shards = sorted(
+        ({str(t.get("shard", "")) for t in tests} | {str(s.get("shard", "")) for s in stats}) - {""},
+        key=_worker_order,
+    )
+    if not shards:
+        return ""
+    parts = []
+    for shard in shards:
+        mine = [t for t in tests if t.get("shard", "") == shard]
+        failed = sum(1 for t in mine if t["outcome"] in ("failed", "error"))
+        parts.append(f"{shard}: {len(mine)} tests" + (f", {failed} failed" if failed else ""))
+    return f"{len(shards)} ({'; '.join(parts)})"
+
+
+def _lane(process: Mapping[str, Any]) -> str:
+    """A process's lane name: its worker, after its shard on a merged page."""
+    worker = str(process.get("worker", "main"))
+    shard = str(process.get("shard", ""))
+    return f"{shard} {worker}" if shard else worker
+
+
 def app_starts(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
-    """``(worker, ms)`` of each process that started an app, by worker name."""
+    """``(worker, ms)`` of each process that started an app, by worker name (after its shard's)."""
     starts = []
-    for process in sorted(stats, key=lambda s: str(s.get("worker", ""))):
+    for process in sorted(stats, key=lambda s: (str(s.get("shard", "")), str(s.get("worker", "")))):
         ms = app_start_ms(process)
         if ms is not None:
-            starts.append((str(process.get("worker", "main")), ms))
+            starts.append((_lane(process), ms))
     return starts
 
 
@@ -290,12 +375,12 @@ def app_start_ms(process: Mapping[str, Any]) -> float | None:
 # -- failures ----------------------------------------------------------------------------------------
 
 
-def _failures(tests: Sequence[TestRecord], ids: Mapping[str, str]) -> str:
+def _failures(tests: Sequence[TestRecord], ids: Ids) -> str:
     failed = [t for t in tests if t["outcome"] in ("failed", "error")]
     if not failed:
         return "<h2 id='failures'>Failures</h2><p>none</p>"
     return f"<h2 id='failures'>Failures ({len(failed)})</h2>" + "".join(
-        _test_details(test, ids[test["nodeid"]], opened=True) for test in failed
+        _test_details(test, ids[_key(test)], opened=True) for test in failed
     )
 
 
@@ -304,7 +389,7 @@ def _test_details(test: TestRecord, anchor: str, *, opened: bool = False) -> str
     requests = test["requests"]
     head = (
         f"<summary><span class='{outcome}'>{outcome}</span> {esc(test['nodeid'])} "
-        f"({test['seconds'] * 1000:.0f} ms, {len(requests)} requests, {esc(test['worker'])})</summary>"
+        f"({test['seconds'] * 1000:.0f} ms, {len(requests)} requests, {esc(where(test))})</summary>"
     )
     body = []
     if test.get("failure"):
@@ -348,20 +433,20 @@ def _request_table(test: TestRecord) -> str:
 def _timeline(
     tests: Sequence[TestRecord],
     stats: Sequence[Mapping[str, Any]],
-    ids: Mapping[str, str],
+    ids: Ids,
     started: float | None,
     finished: float | None,
 ) -> str:
-    lanes: dict[str, list[str]] = defaultdict(list)
+    lanes: dict[tuple[str, str], list[str]] = defaultdict(list)  # (shard, worker) -> bars
     spans: list[tuple[float, float]] = []
-    events_by_worker: dict[str, list[tuple[str, float, float, bool]]] = defaultdict(list)
+    events_by_worker: dict[tuple[str, str], list[tuple[str, float, float, bool]]] = defaultdict(list)
     for process in stats:
-        worker = str(process.get("worker", "main"))
+        worker = (str(process.get("shard", "")), str(process.get("worker", "main")))
         for what, start, seconds, ok in process.get("events", ()):
             if what in EVENT_LABELS:
                 events_by_worker[worker].append((what, float(start), float(seconds), bool(ok)))
                 spans.append((float(start), float(start) + float(seconds)))
-    test_spans = {t["nodeid"]: _test_span(t) for t in tests}
+    test_spans = {_key(t): _test_span(t) for t in tests}
     spans.extend(span for span in test_spans.values() if span)
     if not spans:
         return ""
@@ -385,7 +470,7 @@ def _timeline(
                 f"style='{pos(start, start + seconds)}'></span>"
             )
     for test in tests:
-        span = test_spans[test["nodeid"]]
+        span = test_spans[_key(test)]
         if span is None:
             continue
         start, end = span
@@ -396,33 +481,47 @@ def _timeline(
             segments.append(
                 f"<span class='seg {phase}' style='width:{width:.2f}%' data-phase='{phase}'></span>"
             )
-        lanes[test["worker"]].append(
-            f"<a href='#{ids[test['nodeid']]}' class='{esc(test['outcome'])}' title='{esc(_hover(test))}' "
+        lanes[(str(test.get("shard", "")), test["worker"])].append(
+            f"<a href='#{ids[_key(test)]}' class='{esc(test['outcome'])}' title='{esc(_hover(test))}' "
             f"style='{pos(start, end)}' data-test='{esc(test['nodeid'])}'>{''.join(segments)}</a>"
         )
+    groups: dict[str, list[str]] = defaultdict(list)
+    for (shard, name), items in sorted(
+        lanes.items(), key=lambda kv: (_worker_order(kv[0][0]), _worker_order(kv[0][1]))
+    ):
+        groups[shard].append(
+            f"<div class='lane' data-worker='{esc(name)}'><span class='name'>{esc(name)}</span>"
+            f"<div class='track'>{''.join(items)}</div></div>"
+        )
+    sharded = set(groups) != {""}
     rows = [
-        f"<div class='lane' data-worker='{esc(worker)}'><span class='name'>{esc(worker)}</span>"
-        f"<div class='track'>{''.join(items)}</div></div>"
-        for worker, items in sorted(lanes.items(), key=lambda kv: _worker_order(kv[0]))
+        f"<div class='shard' data-shard='{esc(shard)}'><div class='shard-name'>shard {esc(shard)}</div>"
+        f"{''.join(shard_lanes)}</div>"
+        if sharded
+        else "".join(shard_lanes)
+        for shard, shard_lanes in groups.items()
     ]
     legend = (
         "".join(f"<span><i class='seg {p}'></i>{p}</span>" for p in PHASES)
         + "<span><i class='ev'></i>server / template / pool / app start (thin bar above)</span>"
     )
+    how = f"{len(groups)} shards, one lane per worker in each" if sharded else "one lane per worker"
     return (
-        f"<h2 id='timeline-head'>Timeline ({total:.2f} s, one lane per worker)</h2>"
+        f"<h2 id='timeline-head'>Timeline ({total:.2f} s, {how})</h2>"
         f"<div class='legend'>{legend}</div><div class='timeline' id='timeline'>{''.join(rows)}</div>"
     )
 
 
 def _worker_order(worker: str) -> tuple[int, str]:
-    digits = "".join(ch for ch in worker if ch.isdigit())
-    return (int(digits) if digits else -1, worker)
+    """``gw2`` before ``gw10``; shard ``2/12`` before ``10/12`` (by the first number in the name)."""
+    number = re.search(r"\d+", worker)
+    return (int(number.group(0)) if number else -1, worker)
 
 
-def _template_reused(stats: Sequence[Mapping[str, Any]], worker: str) -> bool:
+def _template_reused(stats: Sequence[Mapping[str, Any]], lane: tuple[str, str]) -> bool:
     for process in stats:
-        if str(process.get("worker", "main")) == worker and "template" in process:
+        here = (str(process.get("shard", "")), str(process.get("worker", "main")))
+        if here == lane and "template" in process:
             return bool(process["template"].get("reused"))
     return False
 
@@ -467,15 +566,15 @@ def _hover(test: TestRecord) -> str:
 # -- tables ------------------------------------------------------------------------------------------
 
 
-def _slowest_tests(tests: Sequence[TestRecord], ids: Mapping[str, str]) -> str:
+def _slowest_tests(tests: Sequence[TestRecord], ids: Ids) -> str:
     slow = sorted(tests, key=lambda t: -t["seconds"])[:SLOWEST]
     if not slow:
         return ""
     rows = "".join(
-        f"<tr><td><a href='#{ids[t['nodeid']]}'>{esc(t['nodeid'])}</a></td><td class='{esc(t['outcome'])}'>"
+        f"<tr><td><a href='#{ids[_key(t)]}'>{esc(t['nodeid'])}</a></td><td class='{esc(t['outcome'])}'>"
         f"{esc(t['outcome'])}</td><td>{t['seconds'] * 1000:.0f}</td>"
         + "".join(f"<td>{seconds * 1000:.1f}</td>" for seconds in _phase_ms(t))
-        + f"<td>{len(t['requests'])}</td><td>{esc(t['worker'])}</td></tr>"
+        + f"<td>{len(t['requests'])}</td><td>{esc(where(t))}</td></tr>"
         for t in slow
     )
     return (

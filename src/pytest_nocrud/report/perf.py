@@ -82,6 +82,7 @@ class PerfRecorder:
     run_id: str
     worker: str
     git_sha: str | None
+    shard: str | None = None  # the run's shard label; each line carries it when set (``nocrud merge``)
 
     @property
     def path(self) -> Path:
@@ -101,6 +102,7 @@ class PerfRecorder:
                     "path": request["path"],
                     "status": request["status"],
                     "ms": None if request["ms"] is None else round(request["ms"], 3),
+                    **({"shard": self.shard} if self.shard else {}),
                 }
             )
             for request in record["requests"]

@@ -40,6 +40,7 @@ class TestRecord(TypedDict):
 
     nodeid: str
     worker: str
+    shard: str  # "" in one run's report; the shard's label in a merged one (``nocrud merge``)
     outcome: str
     phases: dict[str, list[float]]  # when -> [epoch start, seconds]
     handoff: list[float] | None
@@ -92,6 +93,7 @@ class TestTrace:
         return {
             "nodeid": self.nodeid,
             "worker": self.worker,
+            "shard": "",
             "outcome": self.outcome,
             "phases": {when: list(span) for when, span in self.phases.items()},
             "handoff": list(self.handoff) if self.handoff else None,
