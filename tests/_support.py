@@ -75,6 +75,9 @@ def small_tmpfs(name: str, size_mb: int) -> Iterator[Path]:
 # pytest prints untruncated messages in its short summary when these are set; inner runs must look the
 # same on a laptop and in CI, or assertions that count a message in the output change meaning.
 CI_MARKERS = ("CI", "BUILD_NUMBER")
+#: schemathesis' own pytest plugin imports schemathesis and Hypothesis at every pytest start (0.4-1.7 s
+#: measured on this VM); the fuzz helpers do not need it, and hundreds of inner runs would pay it.
+NO_SCHEMATHESIS_PLUGIN = ("-p", "no:schemathesis")
 
 
 def run_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> pytest.RunResult:
@@ -84,15 +87,15 @@ def run_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str)
             patch.delenv(name, raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
-        return pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args, timeout=300
-        )
+        options = ("-p", "no:cacheprovider", *NO_SCHEMATHESIS_PLUGIN, f"--nocrud-data-dir={data_dir}")
+        return pytester.runpytest_subprocess(*options, *args, timeout=300)
 
 
 def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """An inner run the test can signal: its own process group, like a terminal job getting Ctrl-C."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--nocrud-data-dir={data_dir}", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *NO_SCHEMATHESIS_PLUGIN,
+         f"--nocrud-data-dir={data_dir}", *args],  # fmt: skip
         cwd=pytester.path,
         env={**{k: v for k, v in os.environ.items() if k not in CI_MARKERS}, **env},
         stdout=subprocess.PIPE,
