@@ -75,26 +75,39 @@ def small_tmpfs(name: str, size_mb: int) -> Iterator[Path]:
 # pytest prints untruncated messages in its short summary when these are set; inner runs must look the
 # same on a laptop and in CI, or assertions that count a message in the output change meaning.
 CI_MARKERS = ("CI", "BUILD_NUMBER")
-#: schemathesis' own pytest plugin imports schemathesis and Hypothesis at every pytest start (0.4-1.7 s
-#: measured on this VM); the fuzz helpers do not need it, and hundreds of inner runs would pay it.
-NO_SCHEMATHESIS_PLUGIN = ("-p", "no:schemathesis")
+#: Plugins of the fuzz extra that cost every inner run without being used by it: schemathesis' imports
+#: schemathesis and Hypothesis at start, Hypothesis's imports Hypothesis in its terminal summary (each
+#: 0.4-1.7 s measured on this VM, -X importtime). Hundreds of inner runs would pay it; the tests that
+#: fuzz keep Hypothesis's (``blocked=FUZZ_RUN_BLOCKS``).
+BLOCKED_PLUGINS = ("schemathesis", "hypothesispytest")
+FUZZ_RUN_BLOCKS = ("schemathesis",)
 
 
-def run_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> pytest.RunResult:
+def _blocks(names: tuple[str, ...]) -> list[str]:
+    return [arg for name in names for arg in ("-p", f"no:{name}")]
+
+
+def run_inner(
+    pytester: pytest.Pytester,
+    data_dir: Path,
+    *args: str,
+    blocked: tuple[str, ...] = BLOCKED_PLUGINS,
+    **env: str,
+) -> pytest.RunResult:
     """An inner pytest run in a subprocess, so the plugin's processes must end with it."""
     with pytest.MonkeyPatch.context() as patch:
         for name in CI_MARKERS:
             patch.delenv(name, raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
-        options = ("-p", "no:cacheprovider", *NO_SCHEMATHESIS_PLUGIN, f"--nocrud-data-dir={data_dir}")
+        options = ("-p", "no:cacheprovider", *_blocks(blocked), f"--nocrud-data-dir={data_dir}")
         return pytester.runpytest_subprocess(*options, *args, timeout=300)
 
 
 def popen_inner(pytester: pytest.Pytester, data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """An inner run the test can signal: its own process group, like a terminal job getting Ctrl-C."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *NO_SCHEMATHESIS_PLUGIN,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *_blocks(BLOCKED_PLUGINS),
          f"--nocrud-data-dir={data_dir}", *args],  # fmt: skip
         cwd=pytester.path,
         env={**{k: v for k, v in os.environ.items() if k not in CI_MARKERS}, **env},

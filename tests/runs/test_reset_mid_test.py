@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _support import ITEMS_APP, ITEMS_SCHEMA, run_inner
+from _support import FUZZ_RUN_BLOCKS, ITEMS_APP, ITEMS_SCHEMA, run_inner
 
 pytest.importorskip("hypothesis")  # a dev dependency (the fuzz extra): always there in CI
 
@@ -92,7 +92,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_every_example_and_state_machine_run_gets_a_fresh_database(
     project: pytest.Pytester, data_dir: Path
 ) -> None:
-    result = run_inner(project, data_dir, "-p", "no:xdist")
+    result = run_inner(project, data_dir, "-p", "no:xdist", blocked=FUZZ_RUN_BLOCKS)
 
     out = result.stdout.str()
     result.assert_outcomes(passed=3)
@@ -104,7 +104,9 @@ def test_every_example_and_state_machine_run_gets_a_fresh_database(
 def test_without_the_reset_examples_see_what_earlier_ones_left(
     project: pytest.Pytester, data_dir: Path
 ) -> None:
-    result = run_inner(project, data_dir, "-p", "no:xdist", "-k", "seed", NO_RESET="1")
+    result = run_inner(
+        project, data_dir, "-p", "no:xdist", "-k", "seed", blocked=FUZZ_RUN_BLOCKS, NO_RESET="1"
+    )
 
     out = result.stdout.str()
     result.assert_outcomes(failed=2)
@@ -118,7 +120,9 @@ def test_a_state_dependent_bug_shrinks_to_the_same_example_and_shows_its_request
     project: pytest.Pytester, data_dir: Path, run: int
 ) -> None:
     ini = "nocrud_app_env=ITEMS_LIMIT=3"
-    result = run_inner(project, data_dir, "-p", "no:xdist", "-k", "test_each_example", "-o", ini)
+    result = run_inner(
+        project, data_dir, "-p", "no:xdist", "-k", "test_each_example", "-o", ini, blocked=FUZZ_RUN_BLOCKS
+    )
 
     out = result.stdout.str()
     result.assert_outcomes(failed=1)
