@@ -92,9 +92,7 @@ class SerialRuntime(Runtime):
                 "nocrud_db.reset() needs a way to reset the database in serial mode: set "
                 "nocrud_serial_reset to a command that restores it (it runs before each test, too)."
             )
-        info = self.fresh_database()
-        self._mid_test_resets += 1
-        return info
+        return super().reset_database()  # no pool to release; fresh_database runs the reset command
 
     @property
     def app_per_test(self) -> bool:

@@ -91,8 +91,6 @@ class Fuzz:
         self.client = client
         self.reset = reset
         self.fresh = fresh
-        self.cases = 0  # cases sent
-        self.scenarios = 0  # stateful scenarios started
 
     def call(
         self, case: Case[Any], *, client: httpx.Client | None = None, checks: Sequence[Check] | None = None
@@ -104,7 +102,6 @@ class Fuzz:
         if self.fresh:
             self.reset()
         response = send(case, client or self.client)
-        self.cases += 1
         case.validate_response(response, checks=list(checks) if checks is not None else None)
         return response
 
@@ -154,12 +151,10 @@ class Fuzz:
 
         class OnAFreshDatabase(base):  # type: ignore[valid-type,misc]
             def setup(self) -> None:
-                fuzz.scenarios += 1
                 if fuzz.fresh:
                     fuzz.reset()
 
             def call(self, case: Case[Any], **kwargs: Any) -> Response:
-                fuzz.cases += 1
                 return as_response(send(case, via))
 
             def validate_response(

@@ -22,7 +22,6 @@ class TestDatabase:
     info: ConnInfo
     _connections: list[psycopg.Connection[Any]] = dataclasses.field(default_factory=list, repr=False)
     opened: int = dataclasses.field(default=0, repr=False)  # connections made: not the app's sessions
-    resets: int = dataclasses.field(default=0, repr=False)  # fresh databases swapped in mid-test
     # What reset() asks for: the runtime's handoff (the fixture sets it; None outside a test).
     _fresh: Callable[[], ConnInfo] | None = dataclasses.field(default=None, repr=False)
 
@@ -54,7 +53,6 @@ class TestDatabase:
         started = time.perf_counter()
         self.close()
         self.info = self._fresh()
-        self.resets += 1
         return (time.perf_counter() - started) * 1000
 
     def close(self) -> None:
