@@ -175,7 +175,8 @@ def test_first_run_fills_the_cache_and_a_cold_runner_restores_from_it(
     assert template_line(out) == (name, template_line(out)[1])
     assert re.fullmatch(r"restored from cache in [0-9.]+s", template_line(out)[1]), out
     assert "building template layer" not in out, "a cold runner with a warm cache must build nothing"
-    assert out.count("restoring template layer nocrud_sch_") == 1, "one worker restores, once"
+    assert out.count("restoring template layer nocrud_tpl_") == 1, "one worker restores, once"
+    assert "restoring template layer nocrud_sch_" not in out, "the schema layer is not needed to run"
     assert leftovers(cold_data_dir) == []
 
     warm = run_inner(pytester, cold_data_dir, "-p", "no:xdist", EXPECT_RESTORED="reused")  # it persists
@@ -184,7 +185,7 @@ def test_first_run_fills_the_cache_and_a_cold_runner_restores_from_it(
     assert postgres_pids(data_dir) == [] and postgres_pids(cold_data_dir) == []
 
 
-def test_a_restored_schema_layer_serves_a_seed_change_and_an_appended_migration(
+def test_the_schema_layer_comes_from_the_cache_when_a_seed_change_or_an_appended_migration_needs_it(
     pytester: pytest.Pytester, data_dir: Path, cold_data_dir: Path, project: Path
 ) -> None:
     run_inner(pytester, data_dir, "-p", "no:xdist").assert_outcomes(passed=2)
@@ -192,11 +193,20 @@ def test_a_restored_schema_layer_serves_a_seed_change_and_an_appended_migration(
     cold.assert_outcomes(passed=2)
     assert template_line(everything(cold))[1].startswith("restored from cache")
 
-    # The restored schema layer carries its file list: an appended file runs alone on a clone of it.
+    # A seed change: no archive for the new data key, but one holds its schema layer: no migration runs.
+    (pytester.path / "seed.sql").write_text(SEED.replace("seed-2", "seed-3"))
+    seeded = run_inner(pytester, cold_data_dir, "-p", "no:xdist", "-k", "writes")
+    seeded.assert_outcomes(passed=1)
+    out = everything(seeded)
+    assert "building template layer nocrud_sch_" not in out, out
+    assert re.search(r"\(schema layer nocrud_sch_[0-9a-f]+ restored from cache in [0-9.]+s\)", out), out
+
+    # An appended file: the cached schema layer carries its file list, so the new file runs alone on it.
     (pytester.path / "db" / "002_index.sql").write_text("CREATE INDEX item_name ON item (name);\n")
     appended = run_inner(pytester, cold_data_dir, "-p", "no:xdist", "-k", "writes")
     appended.assert_outcomes(passed=1)
     assert "+ 1 new file" in template_line(everything(appended))[1], everything(appended)
+    assert len(list(project.glob("nocrud-template-*.tar"))) == 3, "each new template was written back"
 
 
 def test_a_corrupt_or_truncated_archive_is_one_line_and_the_template_is_built(
@@ -309,3 +319,9 @@ def test_nocrud_build_export_then_import_on_a_fresh_data_dir(
     run = run_inner(pytester, cold_data_dir, "-p", "no:xdist")
     run.assert_outcomes(passed=2)
     assert template_line(everything(run))[1] == "reused"
+
+    # The imported runner has no schema layer of its own: its export is the verified archive, copied.
+    forwarded = tmp_path / "next-cache"
+    again = nocrud("build", "--data-dir", cold_data_dir, "--import", exported, "--export", forwarded)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert the_archive(forwarded).read_bytes() == archive.read_bytes()

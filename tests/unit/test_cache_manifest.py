@@ -18,9 +18,12 @@ from pytest_nocrud.pg.cache import (
     Manifest,
     archive_name,
     check_manifest,
+    copy_archive,
     make_private_dirs,
+    manifests,
     portable_note,
     read_archive,
+    read_layer,
     sha256_of,
     verified,
     write_archive,
@@ -155,3 +158,36 @@ def test_not_an_archive_or_one_without_its_files_is_refused(tmp_path: Path) -> N
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     assert read(archive, tmp_path) == "truncated or corrupt archive (schema.dump missing)"
+
+
+def test_one_layer_is_extracted_alone_and_checked(tmp_path: Path) -> None:
+    archive = write(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    found, dumps = read_archive(archive, work, layers=("template",), **WANTED)  # type: ignore[arg-type]
+    assert list(dumps) == ["template"] and sorted(p.name for p in work.iterdir()) == ["template.dump"]
+    schema = read_layer(archive, work, found, "schema")
+    assert schema.read_bytes() == b"schema dump bytes" * 1000
+    with pytest.raises(CacheRefused, match="it changed while it was read"):
+        read_layer(archive, work, dataclasses.replace(found, key="d" * 64), "schema")
+
+
+def test_the_scan_for_schema_layers_passes_over_what_it_cannot_use(tmp_path: Path) -> None:
+    archive = write(tmp_path)
+    directory = archive.parent
+    (directory / archive_name("e" * 64)).write_bytes(b"not a tar at all")
+    other_major = directory / archive_name("f" * 64)
+    write_archive(other_major, manifest(pg_major=14), {layer: archive for layer in LAYERS})
+    (directory / "unrelated.tar").write_bytes(archive.read_bytes())
+    assert [(path, found.key) for path, found in manifests(directory, pg_major=15)] == [(archive, KEY)]
+    assert list(manifests(directory, pg_major=16)) == []
+
+
+def test_a_copied_archive_is_whole_private_and_verified(tmp_path: Path) -> None:
+    archive = write(tmp_path)
+    target = make_private_dirs(tmp_path / "elsewhere") / archive.name
+    copy_archive(archive, target)
+    assert target.read_bytes() == archive.read_bytes()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+    assert verified(target, **WANTED)  # type: ignore[arg-type]

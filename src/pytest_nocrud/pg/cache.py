@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,20 @@ def _number(value: object) -> int:
 def check_manifest(manifest: Manifest, *, key: str, schema_key: str, pg_major: int) -> None:
     """``CacheRefused`` (one line: the first thing that does not match) unless the archive was made
     for exactly this template: same cache and template format, same PostgreSQL major, same keys."""
+    check_formats(manifest, pg_major=pg_major)
+    if manifest.key != key:
+        raise CacheRefused(
+            f"key mismatch (it holds template key {manifest.key[:12]}, this run needs {key[:12]})"
+        )
+    if manifest.schema_key != schema_key:
+        raise CacheRefused(
+            f"schema key mismatch (it holds {manifest.schema_key[:12]}, this run needs {schema_key[:12]})"
+        )
+
+
+def check_formats(manifest: Manifest, *, pg_major: int) -> None:
+    """``CacheRefused`` unless this plugin and server can restore the archive's layers at all: same
+    cache and template format, same PostgreSQL major, a dump and a note for every layer."""
     if manifest.cache_format != CACHE_FORMAT_VERSION:
         raise CacheRefused(
             f"cache format {manifest.cache_format}, this plugin reads format {CACHE_FORMAT_VERSION}"
@@ -134,14 +148,6 @@ def check_manifest(manifest: Manifest, *, key: str, schema_key: str, pg_major: i
         )
     if manifest.pg_major != pg_major:
         raise CacheRefused(f"made by PostgreSQL {manifest.pg_major}, this server is PostgreSQL {pg_major}")
-    if manifest.key != key:
-        raise CacheRefused(
-            f"key mismatch (it holds template key {manifest.key[:12]}, this run needs {key[:12]})"
-        )
-    if manifest.schema_key != schema_key:
-        raise CacheRefused(
-            f"schema key mismatch (it holds {manifest.schema_key[:12]}, this run needs {schema_key[:12]})"
-        )
     if set(manifest.sha256) != set(DUMP_FILES.values()) or set(manifest.notes) != set(LAYERS):
         expected = sorted(DUMP_FILES.values())
         raise CacheRefused(f"manifest lists {sorted(manifest.sha256)}, expected {expected}")
@@ -247,24 +253,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_archive(destination: Path, manifest: Manifest, dumps: Mapping[str, Path]) -> None:
-    """Write the archive atomically: a temp file beside it (0600), fsync'd, renamed over the name."""
+@contextlib.contextmanager
+def _atomic(destination: Path) -> Iterator[io.BufferedWriter]:
+    """A file that appears under ``destination`` whole or not at all: a temp file beside it (0600),
+    fsync'd, then renamed over the name."""
     fd, partial_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
     partial = Path(partial_name)
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), FILE_MODE)
-            with tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                data = manifest.to_json().encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mode = len(data), FILE_MODE
-                tar.addfile(info, io.BytesIO(data))
-                for layer in LAYERS:
-                    member = DUMP_FILES[layer]
-                    info = tarfile.TarInfo(member)
-                    info.size, info.mode = dumps[layer].stat().st_size, FILE_MODE
-                    with open(dumps[layer], "rb") as dump:
-                        tar.addfile(info, dump)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, destination)
@@ -273,17 +271,77 @@ def write_archive(destination: Path, manifest: Manifest, dumps: Mapping[str, Pat
         raise
 
 
+def write_archive(destination: Path, manifest: Manifest, dumps: Mapping[str, Path]) -> None:
+    """Write the archive atomically."""
+    with _atomic(destination) as file, tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        data = manifest.to_json().encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(data), FILE_MODE
+        tar.addfile(info, io.BytesIO(data))
+        for layer in LAYERS:
+            member = DUMP_FILES[layer]
+            info = tarfile.TarInfo(member)
+            info.size, info.mode = dumps[layer].stat().st_size, FILE_MODE
+            with open(dumps[layer], "rb") as dump:
+                tar.addfile(info, dump)
+
+
+def copy_archive(source: Path, destination: Path) -> None:
+    """Copy an archive atomically."""
+    with _atomic(destination) as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, _CHUNK)
+
+
 def read_archive(
-    path: Path, workdir: Path, *, key: str, schema_key: str, pg_major: int
+    path: Path,
+    workdir: Path,
+    *,
+    key: str,
+    schema_key: str,
+    pg_major: int,
+    layers: Sequence[str] = LAYERS,
 ) -> tuple[Manifest, dict[str, Path]]:
-    """Check the archive's manifest, extract its dumps into ``workdir`` and check their sha256.
-    ``(manifest, {layer: dump file})``; ``CacheRefused`` with the reason otherwise."""
+    """Check the archive's manifest, extract the dumps of ``layers`` into ``workdir`` and check their
+    sha256. ``(manifest, {layer: dump file})``; ``CacheRefused`` with the reason otherwise."""
+    return _read(path, workdir, layers, lambda found: check_manifest(
+        found, key=key, schema_key=schema_key, pg_major=pg_major
+    ))  # fmt: skip
+
+
+def read_layer(path: Path, workdir: Path, manifest: Manifest, layer: str) -> Path:
+    """The dump of one ``layer`` of an archive whose ``manifest`` was read before (``manifests``),
+    extracted into ``workdir``; ``CacheRefused`` if the archive changed since or a checksum fails."""
+
+    def same(found: Manifest) -> None:
+        if found != manifest:
+            raise CacheRefused("it changed while it was read")
+
+    return _read(path, workdir, (layer,), same)[1][layer]
+
+
+def manifests(directory: Path, *, pg_major: int) -> Iterator[tuple[Path, Manifest]]:
+    """Every archive in ``directory`` that this plugin and server could restore, with its manifest
+    (only the manifest is read: the dumps are checked when a layer is extracted). Archives that are
+    unreadable or of another format or major are passed over: they are only candidates here."""
+    for path in sorted(directory.glob(archive_name("*"))):
+        try:
+            with tarfile.open(path, mode="r:") as tar:
+                manifest = Manifest.from_json(_member(tar, MANIFEST).read())
+            check_formats(manifest, pg_major=pg_major)
+        except (CacheRefused, tarfile.TarError, EOFError, OSError, ValueError):
+            continue
+        yield path, manifest
+
+
+def _read(
+    path: Path, workdir: Path, layers: Sequence[str], check: Callable[[Manifest], None]
+) -> tuple[Manifest, dict[str, Path]]:
     try:
         with tarfile.open(path, mode="r:") as tar:
             manifest = Manifest.from_json(_member(tar, MANIFEST).read())
-            check_manifest(manifest, key=key, schema_key=schema_key, pg_major=pg_major)
+            check(manifest)
             dumps = {}
-            for layer in LAYERS:
+            for layer in layers:
                 member = DUMP_FILES[layer]
                 target = workdir / member
                 digest = hashlib.sha256()
@@ -334,9 +392,13 @@ __all__ = [
     "Manifest",
     "TemplateCache",
     "archive_name",
+    "check_formats",
     "check_manifest",
+    "copy_archive",
     "portable_note",
+    "manifests",
     "read_archive",
+    "read_layer",
     "verified",
     "write_archive",
 ]

@@ -211,6 +211,8 @@ def ensure_template(request: TemplateRequest) -> Template:
             if found.built_here:
                 request.progress(f"template {request.name} {template.how}")
             return template
+    if cache is not None:
+        layers.restore_schema(request, cache)
     schema_layer = layers.ensure(request.schema_name, lambda conn: _schema_plan(conn, request))
     data_layer = layers.ensure(request.name, lambda conn: _data_plan(request, schema_layer))
     template = _template(request.keys, data_layer)
@@ -236,21 +238,39 @@ def export_template(
     *,
     progress: Progress = lambda message: None,
     force: bool = False,
+    restored_from: archives.TemplateCache | None = None,
 ) -> Path:
     """Write the archive of the finalized template ``keys`` into ``cache`` (both layers, their notes):
     under the archive's file lock and the data layer's advisory lock, atomically. An archive that a
-    full check finds usable is kept as it is (``force``: written anyway). Returns its path."""
+    full check finds usable is kept as it is (``force``: written anyway). A template restored from
+    the cache ``restored_from`` has no schema layer on this server: that cache's archive is copied.
+    Returns its path."""
     destination = cache.archive(keys.data.key)
+
+    def usable(path: Path) -> bool:
+        major = cache.tools.major
+        return archives.verified(path, key=keys.data.key, schema_key=keys.schema.key, pg_major=major)
+
     with cache.locked(keys.data.key):
-        if not force and archives.verified(
-            destination, key=keys.data.key, schema_key=keys.schema.key, pg_major=cache.tools.major
-        ):
+        if not force and usable(destination):
             progress(f"template cache: {destination} is up to date")
+            return destination
+        with admin.connect(server, purpose="cache export") as conn:
+            schema_here = admin.is_finalized(conn, keys.schema_name)
+        source = restored_from.archive(keys.data.key) if restored_from is not None else None
+        if not schema_here and source is not None and source != destination and usable(source):
+            archives.copy_archive(source, destination)
+            progress(f"template cache: wrote {destination} (a copy of {source})")
             return destination
         with cache.workdir() as work, admin.connect(server, purpose="cache export") as conn:
             with admin.advisory_lock(conn, keys.name):  # GC leaves our export clones alone meanwhile
                 dumps, notes = {}, {}
                 for layer, name in (("schema", keys.schema_name), ("template", keys.name)):
+                    if not admin.is_finalized(conn, name) and layer == "schema":
+                        raise archives.CacheRefused(
+                            f"schema layer {name} is not on this server (the template was restored from "
+                            "a template cache without it): export with that cache configured, or --rebuild"
+                        )
                     if not admin.is_finalized(conn, name):
                         raise archives.CacheRefused(f"layer {name} is not finalized on this server")
                     notes[layer] = archives.portable_note(admin.note_of(conn, name))
@@ -308,7 +328,7 @@ def _template(keys: LayerKeys, data: _Found) -> Template:
     """The fixture's view of a data layer; a build's total time includes its schema layer's build."""
     if data.reused:
         return Template(keys.name, keys.data.key, reused=True, build_seconds=0.0, schema=keys.schema_name)
-    if data.note.get("restored"):  # the note's seconds: both layers' restore
+    if data.note.get("restored"):  # the note's seconds: the data layer's restore
         return Template(
             keys.name,
             keys.data.key,
@@ -572,11 +592,15 @@ class _Layers:
         return self.lock_dir / f"{name}.cache-refused.{digest}"
 
     def restore(self, request: TemplateRequest, cache: archives.TemplateCache) -> _Found | None:
-        """Both layers restored from the cache's archive for this key (the schema layer only if this
-        server lacks it), under the same locks as a build and finalized by the same code (``_seal``);
-        None when there is no archive or it is refused -- then said in one line (once per run) and the
-        caller builds as usual. A restore that fails midway drops its build database."""
-        name, schema = request.name, request.schema_name
+        """The data layer restored from the cache's archive for this key, under the same locks as a
+        build and finalized by the same code (``_seal``); None when there is no archive or it is
+        refused -- then said in one line (once per run) and the caller builds as usual. A restore that
+        fails midway drops its build database.
+
+        Only the data layer: it is what the tests clone, and it does not need the schema layer on this
+        server (its dump holds the schema too). The schema layer stays in the archive until a build
+        needs it (``restore_schema``): a cold runner pays one restore, not two."""
+        name = request.name
         path = cache.archive(request.keys.data.key)
         if not path.is_file() or self._refused_marker(name).exists():
             return None
@@ -593,11 +617,13 @@ class _Layers:
                 with cache.workdir() as work:
                     manifest, dumps = archives.read_archive(
                         path, work, key=request.keys.data.key, schema_key=request.keys.schema.key,
-                        pg_major=cache.tools.major,
+                        pg_major=cache.tools.major, layers=("template",),
                     )  # fmt: skip
-                    schema_how = self._restore_schema(conn, request, cache, manifest, dumps["schema"])
-                    self.use.mark(schema)
-                    note = {**manifest.notes["template"], "schema": schema, "schema_how": schema_how}
+                    note = {
+                        **manifest.notes["template"],
+                        "schema": request.schema_name,
+                        "schema_how": "left in the template cache (not needed to run)",
+                    }
                     final = self._restore_layer(conn, name, cache, dumps["template"], note, started)
             except archives.CacheRefused as exc:
                 self._refuse(name, path, exc)
@@ -605,27 +631,49 @@ class _Layers:
             collect_layers(conn, keep=name)
         return _Found(False, float(final["seconds"]), str(final["how"]), final, built_here=True)
 
-    def _restore_schema(
-        self,
-        conn: admin.Conn,
-        request: TemplateRequest,
-        cache: archives.TemplateCache,
-        manifest: archives.Manifest,
-        dump: Path,
-    ) -> str:
-        """The schema layer: reused if this server has it, else restored (under its own locks)."""
-        schema = request.schema_name
-        if self._existing(conn, schema) is not None:
-            return "reused"
+    def restore_schema(self, request: TemplateRequest, cache: archives.TemplateCache) -> None:
+        """Before a build: the schema layer it needs, when this server lacks it, from any archive in
+        the cache that holds it (a seed change: only the data layer is built); else the best older
+        schema layer of the same lineage that an appended-migration build can start from. Nothing when
+        no archive fits; a refused one is said in one line and the build goes on without it."""
+        keys = request.keys
+        if request.rebuild or self.existing(request.schema_name) is not None:
+            return
+        wanted = keys.schema.manifest
+        best: tuple[int, Path, archives.Manifest] | None = None
+        for path, manifest in archives.manifests(cache.directory, pg_major=cache.tools.major):
+            if manifest.schema_key == keys.schema.key:
+                best = (0, path, manifest)
+                break
+            note = manifest.notes["schema"]
+            files = note.get("files")
+            if note.get("lineage") != keys.lineage or not isinstance(files, dict):
+                continue
+            new = request.builder.appended(files, wanted)
+            if new is not None and (best is None or len(new) < best[0]):
+                best = (len(new), path, manifest)
+        if best is None:
+            return
+        _, path, manifest = best
+        name = schema_name(manifest.schema_key)
+        if self._refused_marker(name).exists():
+            return
         with (
-            filelock.FileLock(str(self.lock_dir / f"{schema}.lock"), mode=FILE_MODE),
-            admin.advisory_lock(conn, schema),
+            filelock.FileLock(str(self.lock_dir / f"{name}.lock"), mode=FILE_MODE),
+            admin.connect(self.server, purpose="cache restore") as conn,
+            admin.advisory_lock(conn, name),
         ):
-            if self._existing(conn, schema) is not None:
-                return "reused"
-            note = dict(manifest.notes["schema"])
-            final = self._restore_layer(conn, schema, cache, dump, note, time.perf_counter())
-            return str(final["how"])
+            if self._existing(conn, name) is not None or self._refused_marker(name).exists():
+                return
+            try:
+                with cache.workdir() as work:
+                    dump = archives.read_layer(path, work, manifest, "schema")
+                    note = dict(manifest.notes["schema"])
+                    self._restore_layer(conn, name, cache, dump, note, time.perf_counter())
+            except archives.CacheRefused as exc:
+                self._refuse(name, path, exc)
+                return
+        self.use.mark(name)  # GC must not drop it before the build clones it
 
     def _restore_layer(
         self,

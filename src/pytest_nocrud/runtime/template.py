@@ -148,7 +148,10 @@ class TemplatePart(ServerPart):
         if cache is None:
             raise BuildError(f"cannot export {template.name}: no pg_dump/pg_restore of this server's major")
         server = self.postgres()
-        return export_template(server.admin, self.layer_keys(server.major), cache, progress=self.progress)
+        return export_template(
+            server.admin, self.layer_keys(server.major), cache, progress=self.progress,
+            restored_from=self.template_cache(),  # a restored template's schema layer is there
+        )  # fmt: skip
 
     def _run_template_setups(self, setups: Sequence[SetupFunction], db: ConnInfo) -> None:
         """Build time: an app on the template being built (as a worker starts one), the setups, results."""
