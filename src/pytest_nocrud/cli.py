@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _gate_options(gate)
     joined = commands.add_parser(
-        "merge", parents=common, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "merge", formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # files only: no server options
         help="one report of a sharded run: the shards' HTML pages, coverage and perf records merged",
         description="Merge the --nocrud-html pages, --nocrud-coverage JSON files and --nocrud-perf records "
         "of a run's shards (e.g. pytest-split CI jobs) into one report.",

@@ -273,3 +273,12 @@ def test_shard_groups_sort_by_their_number() -> None:
               for label, test in zip(("10/12", "2/12", "1/12"), tests, strict=True)]  # fmt: skip
     page = html.render_run(merge.merge_runs(shards))
     assert re.findall(r"data-shard='([^']*)'>", page) == ["1/12", "2/12", "10/12"]
+
+
+def test_merge_offers_no_server_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as parsed:
+        cli.main(["merge", "--help"])
+    assert parsed.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--coverage-fail-under" in shown
+    assert "--dsn" not in shown and "--data-dir" not in shown and "--pg-bindir" not in shown
