@@ -91,8 +91,13 @@ def test_a_template_dropped_mid_run_is_rebuilt_once_and_the_later_tests_pass(
     # built at the start and once more after the drop -- by one worker, the other one finds it built
     assert len(re.findall(r"building template layer nocrud_tpl_", text)) == 2, text
     assert len(re.findall(r"building template layer nocrud_sch_", text)) == 1, "the schema layer stayed"
-    assert "disappeared from the server during the run; rebuilding it" in text, text
-    assert re.search(r"^template rebuilt during the run: it disappeared from the server", text, re.MULTILINE)
+    if workers == ["-p", "no:xdist"]:
+        # One process had the template when it was dropped, so it must say so. Under xdist a worker
+        # that first asks for the template after the drop just builds it (the count above), and
+        # whether any worker saw it vanish depends on the order the workers started in.
+        assert "disappeared from the server during the run; rebuilding it" in text, text
+        summary = r"^template rebuilt during the run: it disappeared from the server"
+        assert re.search(summary, text, re.MULTILINE), text
     assert postgres_pids(warm_data_dir) == [], text
 
 
