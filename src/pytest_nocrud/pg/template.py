@@ -258,19 +258,19 @@ def export_template(
         with admin.connect(server, purpose="cache export") as conn:
             schema_here = admin.is_finalized(conn, keys.schema_name)
         source = restored_from.archive(keys.data.key) if restored_from is not None else None
-        if not schema_here and source is not None and source != destination and usable(source):
-            archives.copy_archive(source, destination)
-            progress(f"template cache: wrote {destination} (a copy of {source})")
-            return destination
+        if not schema_here:
+            if source is not None and source != destination and usable(source):
+                archives.copy_archive(source, destination)
+                progress(f"template cache: wrote {destination} (a copy of {source})")
+                return destination
+            raise archives.CacheRefused(
+                f"schema layer {keys.schema_name} is not on this server (the template was restored from "
+                "a template cache without it): export with that cache configured, or --rebuild"
+            )
         with cache.workdir() as work, admin.connect(server, purpose="cache export") as conn:
             with admin.advisory_lock(conn, keys.name):  # GC leaves our export clones alone meanwhile
                 dumps, notes = {}, {}
                 for layer, name in (("schema", keys.schema_name), ("template", keys.name)):
-                    if not admin.is_finalized(conn, name) and layer == "schema":
-                        raise archives.CacheRefused(
-                            f"schema layer {name} is not on this server (the template was restored from "
-                            "a template cache without it): export with that cache configured, or --rebuild"
-                        )
                     if not admin.is_finalized(conn, name):
                         raise archives.CacheRefused(f"layer {name} is not finalized on this server")
                     notes[layer] = archives.portable_note(admin.note_of(conn, name))
@@ -663,6 +663,7 @@ class _Layers:
             admin.connect(self.server, purpose="cache restore") as conn,
             admin.advisory_lock(conn, name),
         ):
+            self.use.mark(name)  # GC must not drop it before the build clones it
             if self._existing(conn, name) is not None or self._refused_marker(name).exists():
                 return
             try:
@@ -672,8 +673,6 @@ class _Layers:
                     self._restore_layer(conn, name, cache, dump, note, time.perf_counter())
             except archives.CacheRefused as exc:
                 self._refuse(name, path, exc)
-                return
-        self.use.mark(name)  # GC must not drop it before the build clones it
 
     def _restore_layer(
         self,
