@@ -95,14 +95,19 @@ def test_a_test_that_fills_the_disk_gets_one_error_and_the_next_run_passes(
 
     out = first.stdout.str()
     outcomes = first.parseoutcomes()
-    # The server PANICs (a WAL or checkpoint write) a moment after the test's own error, which breaks
-    # the pool's connections; the clones that were ready before may still be handed out.
     errors = outcomes.get("errors", 0)
-    assert errors >= 1 and outcomes.get("passed", 0) + errors == 4, out
-    assert out.count("The file system under the data dir is full") == 1, out
-    assert "No space left on device" in out and str(data_dir) in out, out
-    assert out.count("dropped this worker's databases to give the space back") == 1, out
-    assert out.count("clone pool is not available (") == errors - 1, "the later ones in one line"
+    assert outcomes.get("passed", 0) + errors == 4, out
+    if errors:
+        # Mostly the server PANICs (a WAL or checkpoint write hits the full disk) a moment after the
+        # test's own error, which breaks the pool's connections; clones ready before may still be used.
+        assert out.count("The file system under the data dir is full") == 1, out
+        assert "No space left on device" in out and str(data_dir) in out, out
+        assert out.count("dropped this worker's databases to give the space back") == 1, out
+        assert out.count("clone pool is not available (") == errors - 1, "the later ones in one line"
+    else:
+        # Seen once in a clean-clone CI: only the table's own file extension failed (an ERROR the test
+        # caught, no PANIC), so the server lived on and the test's database was dropped at its handoff.
+        assert "The file system under the data dir is full" not in out, out
     assert "Traceback" not in out, out
     assert postgres_pids(data_dir) == []
     # Run 1 itself gave the space back (not the next run's garbage collection), and took its reserve.
